@@ -1,0 +1,73 @@
+"""The `speechkd` entry point: one subcommand per stage; each lives in `speechkd/commands/`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+COMMANDS = ("data", "models", "transcribe")
+
+DESCRIPTION = """\
+Distil a Whisper teacher into a small, fast student.
+
+Stages (each reads and writes plain files):
+  data prepare      materialise a bundled corpus (real speech) and its manifests
+  transcribe        quick check of any model on files or a manifest
+Models are named by a local directory, a hub id (openai/whisper-large-v3) or a bundled alias
+(bundled:tiny.en, bundled:base). Run `speechkd COMMAND --help` for each command's options.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="speechkd", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"speechkd.commands.{name}").register(subparsers)
+    return parser
+
+
+def _version() -> str:
+    from speechkd import __version__
+
+    return __version__
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from speechkd.audio import AudioError
+    from speechkd.config import ConfigError
+    from speechkd.manifest import ManifestError
+    from speechkd.models import ModelError
+
+    return (
+        AudioError,
+        ConfigError,
+        ManifestError,
+        ModelError,
+        FileExistsError,
+        FileNotFoundError,
+        ValueError,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return args.handler(args) or 0
+    except KeyboardInterrupt:
+        print("speechkd: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except _user_errors() as error:
+        if os.environ.get("SPEECHKD_DEBUG"):
+            raise
+        print(f"speechkd {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

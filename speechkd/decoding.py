@@ -1,0 +1,258 @@
+"""The one batched Whisper decoding loop, shared by transcribe, pseudo-label, distill, evaluate and stream."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from transformers.modeling_outputs import BaseModelOutput
+
+from speechkd.audio import SAMPLE_RATE, AudioError, load_audio
+from speechkd.text import compression_ratio
+
+WINDOW_SECONDS = 30.0
+TOKENS_PER_SECOND = 7.0  # fast English speech is ~5 tokens/s; the margin avoids clipping real text
+MIN_NEW_TOKENS = 24
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """How to decode: batch size, beams, language/task, timestamps and the token budget."""
+
+    batch_size: int = 16
+    num_beams: int = 1
+    language: str | None = None
+    task: str | None = None
+    return_timestamps: bool = False
+    max_new_tokens: int | None = None  # None: by audio duration (caps runaway repetition)
+    long_form: bool = True  # False: reject audio over 30 s instead of sequential long-form decoding
+
+
+@dataclass
+class DecodingResult:
+    """One utterance's transcript and the confidence signals the filters read."""
+
+    text: str = ""
+    tokens: list[int] = field(default_factory=list)
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    compression_ratio: float = 0.0
+    duration: float = 0.0
+    long_form: bool = False
+    error: str | None = None
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
+
+
+def token_budget(duration: float, options: DecodingOptions, limit: int) -> int:
+    """max_new_tokens for audio of DURATION seconds: duration-based unless fixed, never over LIMIT."""
+    if options.max_new_tokens is not None:
+        return min(options.max_new_tokens, limit)
+    budget = MIN_NEW_TOKENS + math.ceil(duration * TOKENS_PER_SECOND)
+    if options.return_timestamps:
+        budget += 2 * math.ceil(duration / 2.0)
+    return min(budget, limit)
+
+
+def check_language_options(model, options: DecodingOptions) -> None:
+    """Refuse a language or translation on an English-only model with a clear message."""
+    if getattr(model.generation_config, "is_multilingual", False):
+        return
+    language = (options.language or "en").lower()
+    if language not in ("en", "english") or options.task not in (None, "transcribe"):
+        raise ValueError(
+            f"this model is English-only: --language {options.language} / --task {options.task} need a "
+            "multilingual model (e.g. bundled:base)"
+        )
+
+
+def _generate_kwargs(model, options: DecodingOptions) -> dict:
+    kwargs = {"num_beams": options.num_beams, "return_timestamps": options.return_timestamps}
+    if getattr(model.generation_config, "is_multilingual", False):
+        kwargs["language"] = options.language
+        kwargs["task"] = options.task or "transcribe"
+    return kwargs
+
+
+def _special_token_limit(processor) -> int:
+    return processor.tokenizer.convert_tokens_to_ids("<|notimestamps|>")
+
+
+def _no_speech_id(processor) -> int | None:
+    for name in ("<|nospeech|>", "<|nocaptions|>"):
+        token_id = processor.tokenizer.convert_tokens_to_ids(name)
+        if token_id is not None and token_id != processor.tokenizer.unk_token_id:
+            return token_id
+    return None
+
+
+@torch.no_grad()
+def decode_short_form(
+    model, processor, audios: Sequence[np.ndarray], options: DecodingOptions
+) -> list[DecodingResult]:
+    """Decode a batch of ≤30 s clips in one generate call, with per-utterance confidence signals."""
+    device, dtype = model.device, model.dtype
+    inputs = processor.feature_extractor(
+        list(audios), sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True
+    )
+    features = inputs.input_features.to(device, dtype)
+    encoder_states = model.get_encoder()(features).last_hidden_state
+    durations = [len(a) / SAMPLE_RATE for a in audios]
+    limit = model.config.max_target_positions - 8
+    budget = max(token_budget(d, options, limit) for d in durations)
+    output = model.generate(
+        encoder_outputs=BaseModelOutput(last_hidden_state=encoder_states),
+        attention_mask=inputs.attention_mask.to(device),
+        max_new_tokens=budget,
+        return_dict_in_generate=True,
+        output_scores=True,
+        **_generate_kwargs(model, options),
+    )
+    sequences = output.sequences
+    n_steps = len(output.scores)
+    prompt = sequences[:, : sequences.shape[1] - n_steps]
+    generated = sequences[:, sequences.shape[1] - n_steps :]
+    avg_logprobs = _average_logprobs(output, generated, model.generation_config.eos_token_id)
+    no_speech = _no_speech_probs(model, processor, prompt[:, :1], encoder_states)
+    results = []
+    for i, duration in enumerate(durations):
+        tokens = _trim(generated[i].tolist(), model.generation_config.eos_token_id)
+        text = processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        results.append(
+            DecodingResult(
+                text=text,
+                tokens=tokens,
+                avg_logprob=avg_logprobs[i],
+                no_speech_prob=no_speech[i],
+                compression_ratio=compression_ratio(text),
+                duration=duration,
+            )
+        )
+    return results
+
+
+def _trim(tokens: list[int], eos: int) -> list[int]:
+    return tokens[: tokens.index(eos)] if eos in tokens else tokens
+
+
+def _average_logprobs(output, generated: torch.Tensor, eos: int) -> list[float]:
+    """Mean log-probability of the generated tokens (EOS included, padding after it excluded)."""
+    if getattr(output, "beam_indices", None) is not None and output.sequences_scores is not None:
+        return [float(s) for s in output.sequences_scores]
+    logprobs = torch.stack([torch.log_softmax(s.float(), dim=-1) for s in output.scores], dim=1)
+    picked = logprobs.gather(-1, generated.unsqueeze(-1)).squeeze(-1)
+    is_eos = generated == eos
+    after_eos = (is_eos.cumsum(dim=1) - is_eos.long()) > 0
+    picked = picked.masked_fill(after_eos | torch.isinf(picked), 0.0)
+    counts = (~after_eos).sum(dim=1).clamp(min=1)
+    return (picked.sum(dim=1) / counts).tolist()
+
+
+def _no_speech_probs(
+    model, processor, start: torch.Tensor, encoder_states: torch.Tensor
+) -> list[float | None]:
+    """Probability of the no-speech token right after <|startoftranscript|>, as Whisper defines it."""
+    token_id = _no_speech_id(processor)
+    if token_id is None:
+        return [None] * start.shape[0]
+    logits = model(encoder_outputs=(encoder_states,), decoder_input_ids=start).logits[:, 0].float()
+    return torch.softmax(logits, dim=-1)[:, token_id].tolist()
+
+
+@torch.no_grad()
+def decode_long_form(model, processor, audio: np.ndarray, options: DecodingOptions) -> DecodingResult:
+    """Sequential long-form decoding (transformers' algorithm, timestamps on) for one clip over 30 s."""
+    inputs = processor.feature_extractor(
+        [audio],
+        sampling_rate=SAMPLE_RATE,
+        return_tensors="pt",
+        truncation=False,
+        padding="longest",
+        return_attention_mask=True,
+    )
+    kwargs = _generate_kwargs(model, options) | {"return_timestamps": True}
+    sequences = model.generate(
+        input_features=inputs.input_features.to(model.device, model.dtype),
+        attention_mask=inputs.attention_mask.to(model.device),
+        condition_on_prev_tokens=False,
+        **kwargs,
+    )
+    tokens = [t for t in sequences[0].tolist() if t < _special_token_limit(processor)]
+    text = processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+    return DecodingResult(
+        text=text,
+        tokens=tokens,
+        compression_ratio=compression_ratio(text),
+        duration=len(audio) / SAMPLE_RATE,
+        long_form=True,
+    )
+
+
+def decode_audios(
+    model, processor, audios: Sequence[np.ndarray], options: DecodingOptions
+) -> list[DecodingResult]:
+    """Decode clips of any length: short ones batched together, long ones sequentially."""
+    results: list[DecodingResult | None] = [None] * len(audios)
+    short = [i for i, a in enumerate(audios) if len(a) <= WINDOW_SECONDS * SAMPLE_RATE]
+    short_set = set(short)
+    for i, audio in enumerate(audios):
+        if i in short_set:
+            continue
+        duration = len(audio) / SAMPLE_RATE
+        if options.long_form:
+            results[i] = decode_long_form(model, processor, audio, options)
+        else:
+            results[i] = DecodingResult(duration=duration, error=f"too_long: {duration:.1f} s > 30 s")
+    for start in range(0, len(short), options.batch_size):
+        chunk = short[start : start + options.batch_size]
+        for i, result in zip(chunk, decode_short_form(model, processor, [audios[i] for i in chunk], options)):
+            results[i] = result
+    return results
+
+
+def length_grouped_batches(durations: Sequence[float], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar duration, longest first (so memory problems show early)."""
+    order = sorted(range(len(durations)), key=lambda i: -durations[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def load_batch(paths: Sequence[str]) -> tuple[list[np.ndarray | None], list[str | None]]:
+    """Load each path, turning an AudioError into a per-utterance error message instead of a crash."""
+    audios, errors = [], []
+    for path in paths:
+        try:
+            audios.append(load_audio(path))
+            errors.append(None)
+        except AudioError as error:
+            audios.append(None)
+            errors.append(str(error))
+    return audios, errors
+
+
+def transcribe_paths(
+    model, processor, paths: Sequence[str], options: DecodingOptions
+) -> Iterator[tuple[list[int], list[DecodingResult]]]:
+    """Yield (indices, results) per length-grouped batch; unreadable files become results with `error` set."""
+    durations = [_duration_or_zero(p) for p in paths]
+    for batch in length_grouped_batches(durations, options.batch_size):
+        audios, errors = load_batch([paths[i] for i in batch])
+        good = [k for k, a in enumerate(audios) if a is not None]
+        decoded = decode_audios(model, processor, [audios[k] for k in good], options) if good else []
+        results = [DecodingResult(error=f"audio_error: {e}") for e in errors]
+        for k, result in zip(good, decoded):
+            results[k] = result
+        yield batch, results
+
+
+def _duration_or_zero(path: str) -> float:
+    from speechkd.audio import audio_duration
+
+    try:
+        return audio_duration(path)
+    except AudioError:
+        return 0.0
