@@ -60,3 +60,34 @@ def build_config(
 def config_to_dict(config: Any) -> dict[str, Any]:
     """A JSON-ready dict of a (possibly nested) config dataclass."""
     return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
+def check_section(cls: type, values: dict[str, Any], source: str) -> None:
+    """Validate a config section against CLS without building it: known keys, values of the declared kinds."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known: {sorted(fields)}")
+    for key, value in values.items():
+        kinds = _kinds(str(fields[key].type))
+        if value is not None and kinds and not isinstance(value, kinds):
+            raise ConfigError(f"{source}: {key} = {value!r} should be {fields[key].type}")
+
+
+def _kinds(annotation: str) -> tuple[type, ...]:
+    """Python types named in a simple annotation string ('int', 'float | None', 'list[str]' ...)."""
+    names = {
+        "int": (int,),
+        "float": (int, float),
+        "str": (str,),
+        "bool": (bool,),
+        "list": (list,),
+        "tuple": (list,),
+    }
+    kinds: tuple[type, ...] = ()
+    for part in annotation.replace(" ", "").split("|"):
+        base = part.split("[", 1)[0]
+        if base not in names and base != "None":
+            return ()  # a type this check does not understand: accept the value
+        kinds += names.get(base, ())
+    return kinds

@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import os
+import random
 import re
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
@@ -287,3 +288,21 @@ def _default_cache_dir(source: str, split: str | None) -> Path:
     else:
         name = source.replace("/", "--")
     return home / "datasets" / _safe_file_name(name) / (split or "all")
+
+
+def combine_manifests(
+    paths: Iterable[str | os.PathLike], n: int | None = None, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Records of several manifests together, optionally N of them drawn at random (kept in input order)."""
+    records: list[dict[str, Any]] = []
+    seen: dict[str, str] = {}
+    for path in paths:
+        for record in read_manifest(path):
+            if record["id"] in seen:
+                raise ManifestError(path, f"id {record['id']!r} also appears in {seen[record['id']]}")
+            seen[record["id"]] = str(path)
+            records.append(record)
+    if n is not None and n < len(records):
+        keep = sorted(random.Random(seed).sample(range(len(records)), n))
+        records = [records[i] for i in keep]
+    return records

@@ -24,6 +24,37 @@ def register(subparsers) -> None:
     prepare.add_argument("--deb", type=Path, default=None, help="use this .deb instead of apt-get download")
     prepare.add_argument("--overwrite", action="store_true", help="rebuild even if the output is complete")
     prepare.set_defaults(handler=run_prepare)
+    subset = actions.add_parser(
+        "subset",
+        help="combine manifests and/or draw a random subset",
+        description=(
+            "Write the utterances of one or more manifests into OUTPUT (audio paths rewritten relative to it), "
+            "optionally only N of them drawn at random with SEED (input order kept). Ids must be unique."
+        ),
+    )
+    subset.add_argument("manifests", nargs="+", type=Path, metavar="MANIFEST", help="input JSONL manifests")
+    subset.add_argument("--output", required=True, type=Path, help="output JSONL manifest")
+    subset.add_argument("--n", type=int, default=None, help="how many utterances to keep (default: all)")
+    subset.add_argument("--seed", type=int, default=0, help="random seed of the draw (0)")
+    subset.set_defaults(handler=run_subset)
+    imported = actions.add_parser(
+        "import",
+        help="turn a Hugging Face dataset into a manifest",
+        description=(
+            "Write a manifest for a Hugging Face dataset: a local save_to_disk, parquet or audiofolder "
+            "directory, or a hub name (needs network). Audio stored as bytes is written once into a cache."
+        ),
+    )
+    imported.add_argument("source", help="dataset directory or hub name, e.g. distil-whisper/librispeech_asr")
+    imported.add_argument("--output", required=True, type=Path, help="output JSONL manifest")
+    imported.add_argument("--split", default=None, help="split to read (e.g. train, validation.clean)")
+    imported.add_argument("--audio-column", default="audio", help="audio column (audio)")
+    imported.add_argument(
+        "--text-column", default="text", help="reference text column; 'none' for unlabelled"
+    )
+    imported.add_argument("--id-column", default=None, help="id column (default: file name or row index)")
+    imported.add_argument("--speaker-column", default=None, help="speaker column, if any")
+    imported.set_defaults(handler=run_import)
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -31,4 +62,31 @@ def run_prepare(args: argparse.Namespace) -> int:
 
     summary = prepare_corpus(args.name, args.output_dir, deb=args.deb, overwrite=args.overwrite)
     print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def run_subset(args: argparse.Namespace) -> int:
+    from speechkd.manifest import combine_manifests, write_manifest
+
+    records = combine_manifests(args.manifests, n=args.n, seed=args.seed)
+    write_manifest(args.output, records)
+    hours = sum(r.get("duration") or 0.0 for r in records) / 3600
+    print(f"wrote {len(records)} utterances ({hours:.2f} h) to {args.output}")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from speechkd.manifest import records_from_dataset, write_manifest
+
+    text_column = None if args.text_column.lower() == "none" else args.text_column
+    records = records_from_dataset(
+        args.source,
+        split=args.split,
+        audio_column=args.audio_column,
+        text_column=text_column,
+        id_column=args.id_column,
+        speaker_column=args.speaker_column,
+    )
+    write_manifest(args.output, records)
+    print(f"wrote {len(records)} utterances from {args.source} to {args.output}")
     return 0

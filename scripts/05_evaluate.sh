@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Stage 4: the trained student against the teacher (WER, RTFx, speed-up) and as the teacher's speculative draft.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+usage() {
+  cat <<'USAGE'
+Usage: scripts/05_evaluate.sh --config FILE [--run-dir DIR] [--dry-run] [-- extra evaluate flags]
+
+Runs `speechkd evaluate` (section evaluate) with the student RUN_DIR/distill/final, the teacher as --baseline and
+the student's draft as --assistant, on RUN_DIR/data/eval.jsonl, into RUN_DIR/evaluate/; then copies the report
+to RUN_DIR/report.md.
+USAGE
+}
+parse_common "$@"
+if [ -f "$run_dir/evaluate/metrics.json" ] && [ "$dry_run" = 0 ]; then
+  log "evaluation already in $run_dir/evaluate: skipping (delete it to redo)"
+  exit 0
+fi
+run speechkd evaluate --config "$config" --model "$run_dir/distill/final" --baseline "$(cfg run.teacher)" \
+  --assistant "$run_dir/distill/final" --manifest "$run_dir/data/eval.jsonl" \
+  --output-dir "$run_dir/evaluate" "${extra_args[@]}"
+run cp "$run_dir/evaluate/report.md" "$run_dir/report.md"
