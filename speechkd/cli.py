@@ -7,7 +7,19 @@ import importlib
 import os
 import sys
 
-COMMANDS = ("data", "models", "transcribe")
+COMMANDS = (
+    "data",
+    "models",
+    "config",
+    "transcribe",
+    "pseudo_label",
+    "create_student",
+    "distill",
+    "evaluate",
+    "export",
+    "stream",
+    "serve",
+)
 
 DESCRIPTION = """\
 Distil a Whisper teacher into a small, fast student.
@@ -15,6 +27,13 @@ Distil a Whisper teacher into a small, fast student.
 Stages (each reads and writes plain files):
   data prepare      materialise a bundled corpus (real speech) and its manifests
   transcribe        quick check of any model on files or a manifest
+  pseudo-label      stage 1: the teacher transcribes a manifest; filtered pseudo-labels
+  create-student    stage 2: a student keeping maximally spaced teacher decoder layers
+  distill           stage 3: train the student on pseudo-labels (CE + KL to the teacher)
+  evaluate          stage 4: WER, RTFx and speed-up vs a baseline; speculative decoding
+  export            convert a model to CTranslate2 for faster-whisper
+  stream            live transcription demo in the terminal (latency, RTF, WER)
+  serve             live transcription demo in the browser (microphone over a WebSocket)
 Models are named by a local directory, a hub id (openai/whisper-large-v3) or a bundled alias
 (bundled:tiny.en, bundled:base). Run `speechkd COMMAND --help` for each command's options.
 """

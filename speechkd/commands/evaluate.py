@@ -1,0 +1,123 @@
+"""`speechkd evaluate --model REF --manifest M --output-dir DIR [--baseline REF] [--assistant DIR]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="WER, RTFx and latency of a model, against a baseline, and as a speculative draft",
+        description=(
+            "Evaluate --model on one or more manifests: normalised and orthographic WER, CER, S/D/I, per "
+            "manifest and speaker, long-form hallucination signals; RTFx (Open ASR Leaderboard timing) and "
+            "latency at batch size 1. --baseline runs a second model on the same utterances, interleaved, for "
+            "the speed-up and a bootstrap CI on the WER difference; --assistant makes --model decode with a "
+            "student draft (speculative decoding). Writes metrics.json, predictions.jsonl, report.md and plots."
+        ),
+    )
+    parser.add_argument("--config", type=Path, default=None, help="YAML/JSON file; its `evaluate` section")
+    parser.add_argument("--model", default=None, help="model to evaluate: directory, hub id, or bundled:NAME")
+    parser.add_argument(
+        "--manifest",
+        dest="manifests",
+        action="append",
+        default=None,
+        metavar="M",
+        help="JSONL manifest (repeatable)",
+    )
+    parser.add_argument("--output-dir", default=None, help="where metrics.json, predictions and plots go")
+    parser.add_argument("--baseline", default=None, help="model to compare with, usually the teacher")
+    parser.add_argument("--assistant", default=None, help="student that drafts for --model (speculative)")
+    parser.add_argument(
+        "--engine",
+        default=None,
+        choices=["transformers", "faster-whisper"],
+        help="transformers (default) or faster-whisper on directories from `speechkd export`",
+    )
+    parser.add_argument(
+        "--no-reference", action="store_true", default=None, help="manifests without text: speed only"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", default=None, help="replace a finished evaluation"
+    )
+    parser.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    _add_device_flags(parser)
+    _add_decoding_flags(parser)
+    _add_measurement_flags(parser)
+    parser.set_defaults(handler=run)
+
+
+def _add_device_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("device")
+    group.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the GPU when present)")
+    group.add_argument(
+        "--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="float32 default"
+    )
+    group.add_argument(
+        "--compute-type", default=None, help="faster-whisper compute type, e.g. int8 (default: dtype)"
+    )
+    group.add_argument("--threads", type=int, default=None, help="CPU threads for torch and CTranslate2")
+
+
+def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
+    # not speechkd.commands.add_decoding_flags: its defaults would always override the --config file
+    group = parser.add_argument_group("decoding")
+    group.add_argument("--batch-size", type=int, default=None, help="utterances per batch for RTFx (16)")
+    group.add_argument("--num-beams", type=int, default=None, help="beam size (1 = greedy, the default)")
+    group.add_argument("--language", default=None, help="language code for multilingual models, e.g. en")
+    group.add_argument("--task", default=None, choices=["transcribe", "translate"])
+    group.add_argument("--max-new-tokens", type=int, default=None, help="token budget (default: by duration)")
+    group.add_argument("--no-long-form", dest="long_form", action="store_false", default=None)
+    group.add_argument(
+        "--max-utterances", type=int, default=None, help="evaluate the first N of each manifest"
+    )
+
+
+def _add_measurement_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("measurement")
+    group.add_argument("--warmup", type=int, default=None, help="untimed decode calls per system first (1)")
+    group.add_argument(
+        "--latency-utterances",
+        type=int,
+        default=None,
+        help="utterances timed at batch size 1 when --batch-size > 1 (64)",
+    )
+    group.add_argument(
+        "--draft-tokens", type=int, default=None, help="speculative draft tokens per round (5)"
+    )
+    group.add_argument(
+        "--draft-schedule",
+        default=None,
+        choices=["constant", "heuristic", "heuristic_transient"],
+        help="(heuristic)",
+    )
+    group.add_argument("--draft-confidence", type=float, default=None, help="stop drafting below (0.4)")
+    group.add_argument(
+        "--profile-utterances", type=int, default=None, help="per-component cost profile (4; 0 off)"
+    )
+    group.add_argument("--bootstrap-samples", type=int, default=None, help="resamples for the WER CI (1000)")
+    group.add_argument("--seed", type=int, default=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    from speechkd.commands import quiet_transformers
+    from speechkd.config import build_config, load_config_file
+    from speechkd.evaluate import EvaluateConfig, evaluate
+    from speechkd.report import summary_lines
+
+    file_values = load_config_file(args.config, section="evaluate") if args.config else {}
+    flags = {k: v for k, v in vars(args).items() if k not in ("config", "handler", "command")}
+    for required in ("model", "manifests", "output_dir"):
+        if flags.get(required) is None and file_values.get(required) is None:
+            flag = "--" + required.rstrip("s").replace("_", "-")
+            raise ValueError(f"give {flag} (or `{required}:` in the --config file's `evaluate` section)")
+    quiet_transformers()
+    config = build_config(EvaluateConfig, file_values, flags, source=str(args.config or "evaluate"))
+    metrics = evaluate(config)
+    print("\n".join(summary_lines(metrics)))
+    print(f"wrote {Path(config.output_dir) / 'metrics.json'} and report.md", file=sys.stderr)
+    return 1 if metrics["n_failed"] == metrics["n_utterances"] else 0

@@ -1,0 +1,145 @@
+"""`speechkd stream --model REF --audio FILE | --mic`: live transcription in the terminal, with latency statistics."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from speechkd.commands import add_device_flags
+
+GREY, RESET, CLEAR_LINE = "\033[90m", "\033[0m", "\r\033[K"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "stream",
+        help="streaming transcription demo (LocalAgreement-2) with latency statistics",
+        description=(
+            "Play an audio file as if live (or capture a microphone) and transcribe it as it arrives: "
+            "committed text is printed as it is confirmed, the partial hypothesis is redrawn in place. "
+            "At the end: word latency (emission time minus the time the word ended in the audio: mean, "
+            "p50, p90), real-time factor, and WER against the offline transcript or --reference."
+        ),
+    )
+    parser.add_argument("--model", required=True, help="local dir, hub id, or bundled:tiny.en / bundled:base")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--audio", type=Path, help="audio file to stream (wav, flac, mp3, ogg)")
+    source.add_argument(
+        "--mic", action="store_true", help="capture the default microphone (needs sounddevice)"
+    )
+    parser.add_argument(
+        "--as-fast-as-possible",
+        action="store_true",
+        help="do not wait for the audio in real time; latency uses a simulated clock (arrival + compute)",
+    )
+    parser.add_argument("--chunk-seconds", type=float, default=1.0, help="new audio per update (1.0)")
+    parser.add_argument("--trim-seconds", type=float, default=15.0, help="trim the buffer past this (15)")
+    parser.add_argument("--prompt-chars", type=int, default=200, help="committed text used as prompt (200)")
+    parser.add_argument("--language", default=None, help="language code for multilingual models, e.g. en")
+    parser.add_argument("--num-beams", type=int, default=1, help="beam size (1 = greedy)")
+    parser.add_argument(
+        "--reference", type=Path, default=None, help="reference transcript (text file) for WER"
+    )
+    parser.add_argument(
+        "--no-offline", action="store_true", help="skip the offline transcript (no WER without --reference)"
+    )
+    parser.add_argument("--mic-seconds", type=float, default=None, help="stop the microphone after N s")
+    parser.add_argument("--json", type=Path, default=None, help="also write the statistics as JSON")
+    add_device_flags(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from speechkd.audio import load_audio
+    from speechkd.commands import quiet_transformers
+    from speechkd.manifest import atomic_write_json
+    from speechkd.models import load_model
+    from speechkd.stream_sources import MicrophoneSource, RealtimeSource, SimulatedSource
+    from speechkd.streaming import (
+        StreamingConfig,
+        StreamingTranscriber,
+        offline_transcript,
+        run_stream,
+        stream_statistics,
+    )
+
+    quiet_transformers()
+    reference = args.reference.read_text(encoding="utf-8") if args.reference else None
+    audio = None if args.mic else load_audio(args.audio)
+    try:
+        source = MicrophoneSource(args.chunk_seconds, args.mic_seconds) if args.mic else None
+    except RuntimeError as error:
+        print(f"speechkd stream: {error}", file=sys.stderr)
+        return 2
+    model, processor = load_model(args.model, device=args.device, dtype=args.dtype or "float32")
+    config = StreamingConfig(
+        chunk_seconds=args.chunk_seconds,
+        trim_seconds=args.trim_seconds,
+        prompt_chars=args.prompt_chars,
+        language=args.language,
+        num_beams=args.num_beams,
+    )
+    transcriber = StreamingTranscriber(model, processor, config)
+    if audio is not None:
+        live = RealtimeSource if not args.as_fast_as_possible else SimulatedSource
+        source = live(audio, args.chunk_seconds)
+    view = TerminalView(sys.stdout)
+    try:
+        result = run_stream(transcriber, source, view.show)
+    finally:
+        view.close()
+    if reference is None and audio is not None and not args.no_offline:
+        reference = offline_transcript(model, processor, audio, args.language)
+        reference_kind = "offline transcript"
+    else:
+        reference_kind = "reference"
+    stats = stream_statistics(result, reference, args.language)
+    print(format_statistics(stats, reference_kind))
+    if args.json:
+        atomic_write_json(args.json, {"model": args.model, "audio": str(args.audio or "mic"), **stats})
+    return 0
+
+
+class TerminalView:
+    """Committed text as lines, the partial hypothesis redrawn in place (grey) when writing to a terminal."""
+
+    def __init__(self, stream):
+        self.stream, self.tty = stream, stream.isatty()
+
+    def show(self, update, emitted_at: float) -> None:
+        if self.tty:
+            self.stream.write(CLEAR_LINE)
+        if update.committed:
+            self.stream.write(f"{emitted_at:7.2f}s  {' '.join(w.text for w in update.committed)}\n")
+        if self.tty and update.partial:
+            width = shutil.get_terminal_size().columns - 12
+            partial = update.partial_text
+            partial = partial if len(partial) <= width else "…" + partial[-width + 1 :]
+            self.stream.write(f"{'':9}{GREY}{partial}{RESET}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write(CLEAR_LINE)
+            self.stream.flush()
+
+
+def format_statistics(stats: dict, reference_kind: str) -> str:
+    latency = stats["latency"]
+    lines = [
+        "",
+        f"words committed  {stats['n_words']}  in {stats['n_updates']} updates, "
+        f"{stats['n_trims']} buffer trims (largest buffer {stats['max_buffer_seconds']:.1f} s)",
+        f"audio            {stats['audio_seconds']:.1f} s, compute {stats['compute_seconds']:.1f} s, "
+        f"real-time factor {stats['rtf']:.2f}",
+    ]
+    if latency["mean"] is not None:
+        lines.append(
+            f"word latency     mean {latency['mean']:.2f} s, p50 {latency['p50']:.2f} s, "
+            f"p90 {latency['p90']:.2f} s  (emission minus word end)"
+        )
+    if stats.get("wer") is not None:
+        lines.append(f"WER              {100 * stats['wer']:.1f}% against the {reference_kind}")
+    return "\n".join(lines)

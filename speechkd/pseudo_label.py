@@ -1,0 +1,411 @@
+"""Stage 1: the teacher transcribes a manifest into filtered pseudo-labels; resumable, shardable by process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from speechkd.decoding import (
+    DecodingOptions,
+    DecodingResult,
+    decode_audios,
+    length_grouped_batches,
+    load_batch,
+)
+from speechkd.filters import FilterConfig, label_row
+from speechkd.manifest import atomic_write_json, read_manifest, write_manifest
+from speechkd.models import resolve_model
+from speechkd.text import normalize, word_errors
+
+PSEUDO_LABELS = "pseudo_labels.jsonl"  # every utterance, with signals and verdict
+TRAIN = "train.jsonl"  # the kept ones
+SUMMARY = "summary.json"  # written last: its `finished` marks a complete run
+STATE = "state.json"  # the generation settings a resumed run must match
+CHUNKS = "chunks"  # one JSON file per finished chunk of batches
+_FILTER_FIELDS = {f.name for f in fields(FilterConfig)}
+_DEFAULT_FILTERS = FilterConfig()
+_OFF = ("off", "none", "")
+_INPUT_FIELDS = ("manifest", "dataset", "split", "audio_column", "text_column", "id_column")
+
+
+def _decoding_fields() -> list[str]:
+    # the DecodingOptions fields this stage exposes (new ones keep their defaults)
+    mine = {f.name for f in fields(PseudoLabelConfig)}
+    return [f.name for f in fields(DecodingOptions) if f.name in mine]
+
+
+@dataclass(frozen=True)
+class PseudoLabelConfig:
+    """Everything `speechkd pseudo-label` runs with: input, teacher, decoding, chunking and filters."""
+
+    teacher: str
+    output_dir: str
+    manifest: str | None = None
+    dataset: str | None = None  # a Hugging Face dataset (hub id or local folder) instead of a manifest
+    split: str | None = None
+    audio_column: str = "audio"
+    text_column: str | None = "text"
+    id_column: str | None = None
+    device: str | None = None
+    dtype: str = "float32"
+    batch_size: int = 16
+    num_beams: int = 1
+    language: str | None = None
+    task: str | None = None
+    return_timestamps: bool = False
+    max_new_tokens: int | None = None
+    long_form: bool = True
+    chunk_batches: int = 8  # batches per chunk file: the unit of resumption
+    overwrite: bool = False
+    progress: bool = True
+    wer_threshold: float = _DEFAULT_FILTERS.wer_threshold
+    max_compression_ratio: float | None = _DEFAULT_FILTERS.max_compression_ratio
+    min_avg_logprob: float | None = _DEFAULT_FILTERS.min_avg_logprob
+    max_no_speech_prob: float | None = _DEFAULT_FILTERS.max_no_speech_prob
+    ngram_size: int = _DEFAULT_FILTERS.ngram_size
+    max_repeated_ngrams: int | None = _DEFAULT_FILTERS.max_repeated_ngrams
+    min_chars_per_second: float | None = _DEFAULT_FILTERS.min_chars_per_second
+    max_chars_per_second: float | None = _DEFAULT_FILTERS.max_chars_per_second
+    label_free: str = _DEFAULT_FILTERS.label_free
+
+    def __post_init__(self) -> None:
+        if (self.manifest is None) == (self.dataset is None):
+            raise ValueError("give exactly one input: a manifest or a dataset")
+        if self.batch_size < 1 or self.chunk_batches < 1 or self.num_beams < 1:
+            raise ValueError("batch_size, chunk_batches and num_beams must be at least 1")
+        if isinstance(self.text_column, str) and self.text_column.lower() in _OFF:
+            object.__setattr__(self, "text_column", None)
+        for name in _FILTER_FIELDS - {"wer_threshold", "ngram_size", "label_free"}:
+            value = getattr(self, name)  # YAML reads `off` as False; the CLI passes "off"
+            if value is False or (isinstance(value, str) and value.lower() in _OFF):
+                object.__setattr__(self, name, None)
+        self.filters()  # validates the thresholds early
+
+    def decoding(self) -> DecodingOptions:
+        return DecodingOptions(**{name: getattr(self, name) for name in _decoding_fields()})
+
+    def filters(self) -> FilterConfig:
+        return FilterConfig(**{name: getattr(self, name) for name in _FILTER_FIELDS})
+
+    def generation_settings(self) -> dict[str, Any]:
+        """The settings that change the teacher's output: a resumed run must match them exactly."""
+        settings = {name: getattr(self, name) for name in _INPUT_FIELDS + ("teacher", "dtype")}
+        if self.manifest is not None:
+            settings["manifest"] = os.path.abspath(self.manifest)
+        settings |= {name: getattr(self, name) for name in _decoding_fields()}
+        return settings | {"chunk_batches": self.chunk_batches}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The fixed batching of a whole input: chunks of length-grouped batches of record indices."""
+
+    durations: list[float]
+    chunks: list[list[list[int]]]
+
+    def chunk_ids(self, records: list[dict], chunk: int) -> list[str]:
+        return [records[i]["id"] for batch in self.chunks[chunk] for i in batch]
+
+
+# ------------------------------------------------------------------ the run
+
+
+def pseudo_label(config: PseudoLabelConfig, records: list[dict] | None = None) -> dict | None:
+    """Label every record (or resume), then merge on the main process; returns the summary there."""
+    import torch
+    from accelerate import PartialState
+
+    # Without CUDA, accelerate starts CPU ranks (gloo) only when told cpu=True. Ranks that finish early
+    # wait at the barrier for the slowest: allow for long shards.
+    state = PartialState(cpu=not torch.cuda.is_available(), timeout=timedelta(hours=24))
+    if state.num_processes != int(os.environ.get("WORLD_SIZE", "1")):
+        raise RuntimeError(
+            f"launched {os.environ['WORLD_SIZE']} processes but accelerate joined {state.num_processes}"
+        )
+    with state.main_process_first():  # the first process converts bundled models and caches dataset audio
+        records = records if records is not None else read_input(config)
+        resolve_model(config.teacher)
+    if not records:
+        raise ValueError(f"{config.manifest or config.dataset}: no utterances to label")
+    output_dir = Path(config.output_dir)
+    plan = plan_batches(records, config)
+    settings = config.generation_settings() | {"input_fingerprint": _fingerprint(records, plan)}
+    _check_output_dir(output_dir, settings, config.overwrite)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        _start_output_dir(output_dir, settings, config.overwrite)
+    state.wait_for_everyone()
+    mine = [c for c in range(len(plan.chunks)) if c % state.num_processes == state.process_index]
+    _label_chunks(config, records, plan, mine, state)
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return None
+    return merge_chunks(config, records, plan)
+
+
+def read_input(config: PseudoLabelConfig) -> list[dict]:
+    """The manifest's records, or a dataset's rows turned into records (audio cached as files)."""
+    if config.manifest is not None:
+        return read_manifest(config.manifest)
+    from speechkd.manifest import records_from_dataset
+
+    return records_from_dataset(
+        config.dataset, config.split, config.audio_column, config.text_column, config.id_column
+    )
+
+
+def plan_batches(records: list[dict], config: PseudoLabelConfig) -> Plan:
+    """Batch the whole input once, by duration, so a resumed or sharded run decodes the very same batches."""
+    durations = [_duration(record) for record in records]
+    batches = length_grouped_batches(durations, config.batch_size)
+    size = config.chunk_batches
+    return Plan(durations, [batches[i : i + size] for i in range(0, len(batches), size)])
+
+
+def _duration(record: dict) -> float:
+    if isinstance(record.get("duration"), (int, float)):
+        return float(record["duration"])
+    from speechkd.audio import AudioError, audio_duration
+
+    try:
+        return audio_duration(record["audio"])
+    except AudioError:
+        return 0.0  # it fails again when loaded, and becomes an audio_error row then
+
+
+def _fingerprint(records: list[dict], plan: Plan) -> str:
+    digest = hashlib.sha1()
+    for record, duration in zip(records, plan.durations):
+        digest.update(f"{record['id']}\t{record['audio']}\t{duration:.4f}\n".encode())
+    return digest.hexdigest()
+
+
+def _check_output_dir(output_dir: Path, settings: dict, overwrite: bool) -> None:
+    if overwrite:
+        return
+    summary = output_dir / SUMMARY
+    if summary.exists() and json.loads(summary.read_text(encoding="utf-8")).get("finished"):
+        raise FileExistsError(
+            f"{output_dir} holds a finished pseudo-labelling run ({summary}); "
+            "pass --overwrite to redo it, or choose another --output-dir"
+        )
+    state_file = output_dir / STATE
+    if not state_file.exists():
+        return
+    previous = json.loads(state_file.read_text(encoding="utf-8"))["settings"]
+    changed = sorted(k for k in settings.keys() | previous.keys() if settings.get(k) != previous.get(k))
+    if changed:
+        details = ", ".join(f"{k}: {previous.get(k)!r} -> {settings.get(k)!r}" for k in changed)
+        raise ValueError(
+            f"{output_dir} holds an unfinished run with other settings ({details}); resume it with the "
+            "same settings, pass --overwrite to start again, or choose another --output-dir"
+        )
+
+
+def _start_output_dir(output_dir: Path, settings: dict, overwrite: bool) -> None:
+    if overwrite:
+        shutil.rmtree(output_dir / CHUNKS, ignore_errors=True)
+        for name in (SUMMARY, PSEUDO_LABELS, TRAIN, STATE):
+            (output_dir / name).unlink(missing_ok=True)
+    (output_dir / CHUNKS).mkdir(parents=True, exist_ok=True)
+    for leftover in (output_dir / CHUNKS).glob(".*.tmp"):  # half-written by a killed run
+        leftover.unlink(missing_ok=True)
+    if not (output_dir / STATE).exists():
+        atomic_write_json(output_dir / STATE, {"settings": settings})
+
+
+def chunk_path(output_dir: Path, chunk: int) -> Path:
+    return output_dir / CHUNKS / f"chunk-{chunk:06d}.json"
+
+
+def _label_chunks(config: PseudoLabelConfig, records: list[dict], plan: Plan, mine: list[int], state) -> None:
+    from tqdm.auto import tqdm
+
+    output_dir = Path(config.output_dir)
+    todo = [c for c in mine if not chunk_path(output_dir, c).exists()]
+    total = sum(len(b) for c in todo for b in plan.chunks[c])
+    if not todo:
+        return
+    model, processor = _load_teacher(config, state)
+    desc = "pseudo-label" + (f" [process {state.process_index}]" if state.num_processes > 1 else "")
+    with tqdm(total=total, unit="utt", desc=desc, disable=not config.progress) as bar:
+        for chunk in todo:
+            started = time.perf_counter()
+            rows = []
+            for batch, results in _decode_batches(model, processor, records, plan.chunks[chunk], config):
+                rows += [{"index": i, **_signals(r, processor, config)} for i, r in zip(batch, results)]
+                bar.update(len(batch))
+            payload = {
+                "chunk": chunk,
+                "process": state.process_index,
+                "ids": plan.chunk_ids(records, chunk),
+                "decode_seconds": time.perf_counter() - started,
+                "rows": rows,
+            }
+            atomic_write_json(chunk_path(output_dir, chunk), payload, indent=None)
+
+
+def _load_teacher(config: PseudoLabelConfig, state):
+    from speechkd.decoding import check_language_options
+    from speechkd.models import load_model
+
+    device = config.device
+    if state.num_processes > 1 and device in (None, "auto", "cuda"):
+        device = str(state.device)  # one accelerator per process
+    model, processor = load_model(config.teacher, device=device, dtype=config.dtype)
+    check_language_options(model, config.decoding())
+    return model, processor
+
+
+def _decode_batches(
+    model, processor, records: list[dict], batches: list[list[int]], config: PseudoLabelConfig
+) -> Iterator[tuple[list[int], list[DecodingResult]]]:
+    """Decode batch after batch while the next batch's audio loads in a background thread."""
+    options = config.decoding()
+    with ThreadPoolExecutor(max_workers=1) as loader:
+        pending = loader.submit(load_batch, [records[i]["audio"] for i in batches[0]])
+        for k, batch in enumerate(batches):
+            audios, errors = pending.result()
+            if k + 1 < len(batches):
+                pending = loader.submit(load_batch, [records[i]["audio"] for i in batches[k + 1]])
+            good = [j for j, audio in enumerate(audios) if audio is not None]
+            decoded = decode_audios(model, processor, [audios[j] for j in good], options) if good else []
+            results = [DecodingResult(error=f"audio_error: {e}") for e in errors]
+            for j, result in zip(good, decoded):
+                results[j] = result
+            yield batch, results
+
+
+def _signals(result: DecodingResult, processor, config: PseudoLabelConfig) -> dict[str, Any]:
+    def rounded(value: float | None, digits: int) -> float | None:
+        return None if value is None else round(float(value), digits)
+
+    timestamped = {}
+    if config.return_timestamps and not result.error:  # the label with <|t|> tokens, for the distiller
+        text = processor.tokenizer.decode(result.tokens, decode_with_timestamps=True)
+        timestamped["teacher_text_timestamped"] = text.strip()
+    return {
+        "teacher_text": result.text,
+        "avg_logprob": rounded(result.avg_logprob, 5),
+        "no_speech_prob": rounded(result.no_speech_prob, 5),
+        "compression_ratio": rounded(result.compression_ratio, 4),
+        "n_tokens": result.n_tokens,
+        "decoded_duration": rounded(result.duration, 3),
+        "error": result.error,
+    } | timestamped
+
+
+# ------------------------------------------------------------------ merging and the summary
+
+
+def merge_chunks(config: PseudoLabelConfig, records: list[dict], plan: Plan) -> dict:
+    """Join the chunk files with the input, apply the filters, write the outputs and the summary."""
+    output_dir = Path(config.output_dir)
+    signals: list[dict | None] = [None] * len(records)
+    decode_seconds = 0.0
+    for chunk in range(len(plan.chunks)):
+        if not chunk_path(output_dir, chunk).exists():
+            raise FileNotFoundError(
+                f"{chunk_path(output_dir, chunk)} is missing: a process failed; rerun to resume"
+            )
+        payload = json.loads(chunk_path(output_dir, chunk).read_text(encoding="utf-8"))
+        if payload["ids"] != plan.chunk_ids(records, chunk):
+            raise ValueError(
+                f"{chunk_path(output_dir, chunk)} does not match the input; rerun with --overwrite"
+            )
+        decode_seconds += payload["decode_seconds"]
+        for row in payload["rows"]:
+            signals[row.pop("index")] = row
+    filters = config.filters()
+    rows = [label_row(record, found, filters, config.language) for record, found in zip(records, signals)]
+    write_manifest(output_dir / PSEUDO_LABELS, rows)
+    write_manifest(output_dir / TRAIN, [row for row in rows if row["kept"]])
+    summary = summarize(rows, config, decode_seconds)
+    atomic_write_json(output_dir / SUMMARY, summary)
+    return summary
+
+
+def summarize(rows: list[dict], config: PseudoLabelConfig, decode_seconds: float) -> dict:
+    """Counts by reject reason, hours in/kept, teacher WER where references exist, speed, settings."""
+    from speechkd.config import config_to_dict
+
+    reasons = Counter(row["reject_reason"].split(":")[0] for row in rows if not row["kept"])
+    decoded = [
+        row for row in rows if not (row["reject_reason"] or "").startswith(("audio_error", "too_long"))
+    ]
+    audio_seconds = sum(row.get("duration") or 0.0 for row in decoded)
+    kept_seconds = sum(row.get("duration") or 0.0 for row in rows if row["kept"])
+    return {
+        "finished": True,
+        "teacher": config.teacher,
+        "input": config.manifest or config.dataset,
+        "n_utterances": len(rows),
+        "n_kept": sum(row["kept"] for row in rows),
+        "n_rejected": sum(not row["kept"] for row in rows),
+        "reject_reasons": dict(sorted(reasons.items())),
+        "hours_in": round(sum(row.get("duration") or 0.0 for row in rows) / 3600, 4),
+        "hours_kept": round(kept_seconds / 3600, 4),
+        "teacher_wer": _pooled_wer([row for row in decoded if row.get("wer") is not None], config.language),
+        "teacher_wer_kept": _pooled_wer(
+            [r for r in rows if r["kept"] and r.get("wer") is not None], config.language
+        ),
+        "n_with_reference": sum(row.get("text") is not None for row in rows),
+        "audio_seconds_decoded": round(audio_seconds, 2),
+        "decode_seconds": round(decode_seconds, 2),
+        "rtfx": round(audio_seconds / decode_seconds, 2) if decode_seconds else None,
+        "settings": config_to_dict(config),
+        "versions": _versions(),
+    }
+
+
+def _pooled_wer(rows: list[dict], language: str | None) -> float | None:
+    if not rows:
+        return None
+    refs = [normalize(row["text"], language) for row in rows]
+    hyps = [normalize(row["teacher_text"], language) for row in rows]
+    return round(word_errors(refs, hyps).wer, 4)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for package in ("speechkd", "torch", "transformers", "accelerate"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def format_summary(summary: dict, output_dir: str | os.PathLike) -> str:
+    """A few lines for the terminal: kept/rejected with reasons, hours, teacher WER and speed."""
+    n, kept = summary["n_utterances"], summary["n_kept"]
+    lines = [
+        f"pseudo-labelled {n} utterances ({summary['hours_in']:.2f} h) with {summary['teacher']}: "
+        f"kept {kept} ({kept / n:.0%}, {summary['hours_kept']:.2f} h)"
+    ]
+    if summary["reject_reasons"]:
+        reasons = ", ".join(f"{reason} {count}" for reason, count in summary["reject_reasons"].items())
+        lines.append(f"  rejected {summary['n_rejected']}: {reasons}")
+    if summary["teacher_wer"] is not None:
+        kept_wer = summary["teacher_wer_kept"]
+        lines.append(
+            f"  teacher WER {summary['teacher_wer']:.1%} on {summary['n_with_reference']} references"
+            + ("" if kept_wer is None else f"; {kept_wer:.1%} on the kept ones")
+        )
+    if summary["rtfx"] is not None:
+        lines.append(f"  speed: RTFx {summary['rtfx']:.1f} ({summary['decode_seconds']:.0f} s of decoding)")
+    lines.append(f"  wrote {Path(output_dir) / TRAIN} and {PSEUDO_LABELS}, {SUMMARY}")
+    return "\n".join(lines)

@@ -1,0 +1,341 @@
+"""Stage 3 data: pseudo-label token sequences, per-utterance caches of frozen-model outputs, batches.
+
+A frozen encoder gives the same output for an utterance every epoch, so it runs once per utterance and its
+output is kept (float16, on disk or in memory); training steps then run decoders only. The teacher's
+tempered top-k log-probabilities can be kept the same way, so that steps do not run the teacher at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from speechkd.audio import SAMPLE_RATE, AudioError, load_audio
+from speechkd.config import ConfigError
+from speechkd.losses import IGNORE_INDEX, TopKTargets
+
+MAX_AUDIO_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """The special tokens around a label: sot (+ language, task) (+ notimestamps) ... eot."""
+
+    start: tuple[int, ...]  # <|startoftranscript|> (<|lang|> <|transcribe|>)
+    no_timestamps: int
+    end: int
+    timestamp_begin: int  # first timestamp token; ids at or above it are timestamps
+
+
+def make_prompt(tokenizer, multilingual: bool, language: str | None, task: str = "transcribe") -> Prompt:
+    """The label prompt for one language (multilingual models) or for an English-only model."""
+    ids = tokenizer.convert_tokens_to_ids
+    start = [ids("<|startoftranscript|>")]
+    if multilingual:
+        if not language:
+            raise ConfigError("the model is multilingual: name the labels' language, e.g. --language en")
+        for token in (f"<|{language.lower()}|>", f"<|{task}|>"):
+            if ids(token) in (None, tokenizer.unk_token_id):
+                raise ConfigError(f"the tokenizer has no {token} token: check --language / --task")
+            start.append(ids(token))
+    return Prompt(tuple(start), ids("<|notimestamps|>"), ids("<|endoftext|>"), ids("<|0.00|>"))
+
+
+@dataclass
+class Example:
+    """One training (or evaluation) utterance: where its audio is, its cache key and its label tokens."""
+
+    id: str
+    audio: str
+    key: str
+    text_ids: list[int] = field(default_factory=list)  # label text tokens, timestamps included if any
+    prompt: Prompt | None = None
+    text: str | None = None  # reference transcript (evaluation)
+
+    @property
+    def has_timestamps(self) -> bool:
+        return any(t >= self.prompt.timestamp_begin for t in self.text_ids)
+
+    def sequence(self, keep_timestamps: bool) -> tuple[list[int], int]:
+        """(full token sequence, prompt length); timestamps are dropped unless kept (and present)."""
+        if keep_timestamps and self.has_timestamps:
+            head, text = list(self.prompt.start), self.text_ids
+        else:
+            head = [*self.prompt.start, self.prompt.no_timestamps]
+            text = [t for t in self.text_ids if t < self.prompt.timestamp_begin]
+        return head + text + [self.prompt.end], len(head)
+
+
+def audio_key(path: str) -> str:
+    """A cache key for an audio file: its path, size and modification time (so edited audio is re-encoded)."""
+    try:
+        stat = os.stat(path)
+        signature = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    except OSError:
+        signature = f"{path}|missing"
+    return hashlib.sha1(signature.encode()).hexdigest()[:24]
+
+
+def label_tokens(tokenizer, label: str) -> list[int]:
+    """Text tokens of a label, with the leading space Whisper emits before the first word."""
+    label = label.strip()
+    if not label:
+        return []
+    return tokenizer.encode(label if label.startswith("<|") else " " + label, add_special_tokens=False)
+
+
+def training_examples(
+    records: Sequence[dict],
+    tokenizer,
+    prompts: Callable[[str | None], Prompt],
+    label_field: str,
+    max_positions: int,
+) -> tuple[list[Example], Counter]:
+    """Examples for the rows that carry a usable label; the rest are counted by reason, never raised on.
+
+    Where a row also has LABEL_FIELD + "_timestamped" (the label with <|t|> tokens), that one is used.
+    """
+    examples, skipped = [], Counter()
+    for record in records:
+        label = record.get(label_field)
+        if not isinstance(label, str):
+            skipped[f"no {label_field}"] += 1
+            continue
+        if float(record.get("duration") or 0.0) > MAX_AUDIO_SECONDS:
+            skipped["audio over 30 s"] += 1
+            continue
+        timestamped = record.get(f"{label_field}_timestamped")  # pseudo-label --return-timestamps writes it
+        prompt = prompts(record.get("language"))
+        text_ids = label_tokens(tokenizer, timestamped if isinstance(timestamped, str) else label)
+        example = Example(record["id"], record["audio"], audio_key(record["audio"]), text_ids, prompt)
+        if len(example.sequence(keep_timestamps=True)[0]) - 1 > max_positions:
+            skipped[f"label over {max_positions} tokens"] += 1
+            continue
+        examples.append(example)
+    return examples, skipped
+
+
+def evaluation_examples(records: Sequence[dict], text_field: str = "text") -> tuple[list[Example], Counter]:
+    """Examples for the rows that have a reference transcript."""
+    examples, skipped = [], Counter()
+    for record in records:
+        if not isinstance(record.get(text_field), str):
+            skipped[f"no {text_field}"] += 1
+            continue
+        key = audio_key(record["audio"])
+        examples.append(Example(record["id"], record["audio"], key, text=record[text_field]))
+    return examples, skipped
+
+
+class UtteranceCache:
+    """Per-utterance tensors computed by frozen models: one file per utterance in a folder, or a dict."""
+
+    def __init__(self, folder: Path | None):
+        self.folder = folder
+        self.memory: dict[str, dict] = {}
+        self.errors: dict[str, str] = {}
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def __contains__(self, key: str) -> bool:
+        if self.folder is None:
+            return key in self.memory
+        return (self.folder / f"{key}.pt").exists()
+
+    def get(self, key: str) -> dict:
+        if self.folder is None:
+            return self.memory[key]
+        return torch.load(self.folder / f"{key}.pt", weights_only=True)
+
+    def put(self, key: str, entry: dict) -> None:
+        if self.folder is None:
+            self.memory[key] = entry
+            return
+        temp = self.folder / f".{key}.{os.getpid()}.tmp"
+        torch.save(entry, temp)
+        os.replace(temp, self.folder / f"{key}.pt")
+
+    def mark_failed(self, key: str, message: str) -> None:
+        self.errors[key] = message
+        if self.folder is not None:
+            (self.folder / f"{key}.failed").write_text(message, encoding="utf-8")
+
+    def failure(self, key: str) -> str | None:
+        if key in self.errors or self.folder is None:
+            return self.errors.get(key)
+        path = self.folder / f"{key}.failed"
+        return path.read_text(encoding="utf-8") if path.exists() else None
+
+
+def load_clips(examples: Sequence[Example]) -> tuple[list[Example], list[np.ndarray], dict[str, str]]:
+    """(loaded examples, their audio, {key: error}) — unreadable or over-30-s audio goes to the errors."""
+    loaded, audios, errors = [], [], {}
+    for example in examples:
+        try:
+            audio = load_audio(example.audio)
+        except AudioError as error:
+            errors[example.key] = f"{example.id}: {error}"
+            continue
+        if len(audio) > MAX_AUDIO_SECONDS * SAMPLE_RATE:
+            errors[example.key] = f"{example.id}: {len(audio) / SAMPLE_RATE:.1f} s of audio is over 30 s"
+            continue
+        loaded.append(example)
+        audios.append(audio)
+    return loaded, audios, errors
+
+
+def fill_cache(
+    examples: Sequence[Example],
+    cache: UtteranceCache,
+    compute: Callable[[Sequence[Example], list[np.ndarray]], list[dict]],
+    batch_size: int,
+    desc: str,
+    progress: bool = True,
+) -> None:
+    """Run COMPUTE on every example whose entry is missing; unreadable audio is recorded, not raised."""
+    todo = list({e.key: e for e in examples if e.key not in cache and cache.failure(e.key) is None}.values())
+    bar = tqdm(total=len(todo), desc=desc, unit="utt", disable=not progress or not todo)
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        loaded, audios, errors = load_clips(chunk)
+        for key, message in errors.items():
+            cache.mark_failed(key, message)
+        if loaded:
+            for example, entry in zip(loaded, compute(loaded, audios)):
+                cache.put(example.key, entry)
+        bar.update(len(chunk))
+    bar.close()
+
+
+def keep_timestamps(seed: int, epoch: int, index: int, probability: float) -> bool:
+    """The per-utterance, per-epoch draw of keeping timestamp tokens (deterministic, so resume is exact)."""
+    return bool(np.random.default_rng([seed, epoch, index]).random() < probability)
+
+
+def epoch_batches(n_examples: int, batch_size: int, epoch: int, seed: int, rank: int, world: int) -> list:
+    """This process's batches of example indices for EPOCH: a seeded shuffle, split across processes.
+
+    Every process gets the same number of batches (the order is wrapped round to a multiple of WORLD).
+    """
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n_examples, generator=generator).tolist()
+    while len(order) % world:
+        order.append(order[len(order) % n_examples])
+    step = batch_size * world
+    return [order[start : start + step][rank::world] for start in range(0, len(order), step)]
+
+
+@dataclass
+class Batch:
+    """Padded decoder inputs and labels plus what the step needs from the caches."""
+
+    ids: list[str]
+    decoder_input_ids: torch.Tensor  # [B, L] padded with eot
+    labels: torch.Tensor  # [B, L] prompt and padding are IGNORE_INDEX
+    encoder_states: torch.Tensor | None = None  # the student's (frozen) encoder output
+    teacher_states: torch.Tensor | None = None  # the teacher's own encoder output, when not shared
+    features: torch.Tensor | None = None  # log-mel input, when the student's encoder runs every step
+    teacher_topk: TopKTargets | None = None
+
+    def to(self, device: torch.device) -> Batch:
+        moved = {
+            name: getattr(self, name).to(device) if getattr(self, name) is not None else None
+            for name in ("decoder_input_ids", "labels", "encoder_states", "teacher_states", "features")
+        }
+        topk = self.teacher_topk
+        if topk is not None:
+            topk = TopKTargets(*(t.to(device) for t in (topk.token_ids, topk.logprobs, topk.rest_logprob)))
+        return Batch(self.ids, teacher_topk=topk, **moved)
+
+
+def pad_sequences(
+    sequences: Sequence[tuple[list[int], int]], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(decoder_input_ids, labels) padded to the longest sequence of the batch (not to 448)."""
+    length = max(len(tokens) for tokens, _ in sequences) - 1
+    inputs = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    labels = torch.full((len(sequences), length), IGNORE_INDEX, dtype=torch.long)
+    for row, (tokens, n_prompt) in enumerate(sequences):
+        n = len(tokens) - 1
+        inputs[row, :n] = torch.tensor(tokens[:-1])
+        labels[row, n_prompt - 1 : n] = torch.tensor(tokens[n_prompt:])  # no loss on the prompt
+    return inputs, labels
+
+
+def teacher_key(example: Example, sequence: list[int]) -> str:
+    """Cache key of the teacher's targets: the audio and the exact decoder input."""
+    return hashlib.sha1(f"{example.key}|{sequence}".encode()).hexdigest()[:24]
+
+
+class Collator:
+    """Turns a list of examples into a Batch for one epoch (the epoch seeds the timestamp draws)."""
+
+    def __init__(self, examples, cache, teacher_cache, feature_extractor, seed, probability, epoch=0):
+        self.examples, self.cache, self.teacher_cache = examples, cache, teacher_cache
+        self.feature_extractor, self.seed, self.probability, self.epoch = (
+            feature_extractor,
+            seed,
+            probability,
+            epoch,
+        )
+
+    def sequences(self, indices: Sequence[int]) -> list[tuple[list[int], int]]:
+        return [
+            self.examples[i].sequence(keep_timestamps(self.seed, self.epoch, i, self.probability))
+            for i in indices
+        ]
+
+    def __call__(self, indices: Sequence[int]) -> Batch:
+        examples = [self.examples[i] for i in indices]
+        sequences = self.sequences(indices)
+        inputs, labels = pad_sequences(sequences, examples[0].prompt.end)
+        batch = Batch([e.id for e in examples], inputs, labels)
+        if self.cache is not None:
+            entries = [self.cache.get(e.key) for e in examples]
+            for name in ("encoder_states", "teacher_states", "features"):
+                if name in entries[0]:
+                    setattr(batch, name, torch.stack([entry[name] for entry in entries]))
+        else:
+            batch.features = self.load_features(examples)
+        if self.teacher_cache is not None:
+            parts = [self.teacher_cache.get(teacher_key(e, s[0])) for e, s in zip(examples, sequences)]
+            batch.teacher_topk = TopKTargets(
+                *(torch.cat([p[n] for p in parts]) for n in ("ids", "logprobs", "rest"))
+            )
+        return batch
+
+    def load_features(self, examples: Sequence[Example]) -> torch.Tensor:
+        loaded, audios, errors = load_clips(examples)
+        if errors:  # the pre-pass checked every file, so this one changed since
+            raise AudioError(examples[0].audio, "; ".join(errors.values()))
+        return self.feature_extractor(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+
+
+def micro_batches(n_examples: int, collator: Collator, config, start: tuple[int, int], rank: int, world: int):
+    """Yield (batch, position after it) forever, epoch after epoch, from START = (epoch, batch index).
+
+    CONFIG gives batch_size, seed and num_workers; a run resumed at a position sees the same batches.
+    """
+    from torch.utils.data import DataLoader
+
+    epoch, first = start
+    while True:
+        batches = epoch_batches(n_examples, config.batch_size, epoch, config.seed, rank, world)
+        collator.epoch = epoch
+        loader = DataLoader(
+            range(n_examples),
+            batch_sampler=batches[first:],
+            collate_fn=collator,
+            num_workers=config.num_workers,
+        )
+        for index, batch in enumerate(loader, start=first + 1):
+            yield batch, (epoch, index)
+        epoch, first = epoch + 1, 0
