@@ -18,6 +18,7 @@ from pathlib import Path
 from speechkd.commands import quiet_transformers
 from speechkd.filters import FilterConfig, label_free_reason
 from speechkd.manifest import read_manifest
+from speechkd.models import speechkd_home
 from speechkd.pseudo_label import PseudoLabelConfig, pseudo_label
 from speechkd.text import normalize, word_errors
 
@@ -109,7 +110,7 @@ def main() -> None:
     parser.add_argument(
         "--wer-threshold", type=float, default=10.0, help="a bad pseudo-label: WER >= this %%"
     )
-    parser.add_argument("--output-dir", type=Path, default=Path("bench_out/filter_study"))
+    parser.add_argument("--output-dir", type=Path, default=speechkd_home() / "bench" / "filter_study")
     args = parser.parse_args()
     quiet_transformers()
 

@@ -3,7 +3,8 @@
 All systems transcribe the same FOTAQ utterances (audio decoded to 16 kHz beforehand, so only
 transcription is timed: features + generation + detokenisation, as the Open ASR Leaderboard times RTFx).
 The utterances are split into blocks and the systems take turns block by block, in rotating order, so
-load from other users of a shared machine falls on all of them alike. Prints one markdown table.
+load from other users of a shared machine falls on all of them alike. RTFx is also given in process CPU
+time, which a busy machine disturbs less than wall time. Prints one markdown table.
 
     HF_HUB_OFFLINE=1 python bench/pseudo_label.py --manifest ~/.cache/speechkd/data/fotaq/dev.jsonl \
         --limit 120 --threads 1 --batch-size 16 8 --bf16

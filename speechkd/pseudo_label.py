@@ -25,7 +25,7 @@ from speechkd.decoding import (
 )
 from speechkd.filters import FilterConfig, label_row
 from speechkd.manifest import atomic_write_json, read_manifest, write_manifest
-from speechkd.models import resolve_model
+from speechkd.models import pick_device, resolve_model
 from speechkd.text import normalize, word_errors
 
 PSEUDO_LABELS = "pseudo_labels.jsonl"  # every utterance, with signals and verdict
@@ -140,7 +140,10 @@ def pseudo_label(config: PseudoLabelConfig, records: list[dict] | None = None) -
         raise ValueError(f"{config.manifest or config.dataset}: no utterances to label")
     output_dir = Path(config.output_dir)
     plan = plan_batches(records, config)
-    settings = config.generation_settings() | {"input_fingerprint": _fingerprint(records, plan)}
+    settings = config.generation_settings() | {
+        "device_type": pick_device(config.device).type,  # a GPU and a CPU round differently
+        "input_fingerprint": _fingerprint(records, plan),
+    }
     _check_output_dir(output_dir, settings, config.overwrite)
     state.wait_for_everyone()
     if state.is_main_process:

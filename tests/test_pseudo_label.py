@@ -43,6 +43,18 @@ def long_clip(records: list[dict], path: Path, seconds: float = 32.0) -> Path:
     return path
 
 
+def test_the_config_switches_checks_off_and_needs_one_input():
+    config = PseudoLabelConfig(
+        teacher="bundled:tiny.en", output_dir="out", manifest="m.jsonl",
+        min_avg_logprob="off", max_compression_ratio=False, text_column="none",
+    )  # fmt: skip
+    filters = config.filters()
+    assert filters.min_avg_logprob is None and filters.max_compression_ratio is None
+    assert config.text_column is None and config.decoding().batch_size == 16
+    with pytest.raises(ValueError, match="exactly one input"):
+        PseudoLabelConfig(teacher="bundled:tiny.en", output_dir="out")
+
+
 @pytest.fixture(scope="module")
 def labelled_run(fotaq_dir, tiny_en_dir, tmp_path_factory) -> Path:
     """Labelled and unlabelled FOTAQ lines, a 32 s clip, and a missing, a corrupt and an empty file."""
@@ -66,6 +78,7 @@ def labelled_run(fotaq_dir, tiny_en_dir, tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow  # shares a ~30 s teacher run (12 utterances, one long-form)
 def test_every_utterance_is_written_in_input_order_with_its_signals(labelled_run):
     inputs = read_manifest(labelled_run / "input.jsonl")
     rows = read_manifest(labelled_run / "out" / "pseudo_labels.jsonl")
@@ -83,6 +96,7 @@ def test_every_utterance_is_written_in_input_order_with_its_signals(labelled_run
         assert ("wer" in row) == ("text" in record and not failed)
 
 
+@pytest.mark.slow  # shares a ~30 s teacher run (12 utterances, one long-form)
 def test_the_wer_filter_keeps_only_rows_under_the_threshold(labelled_run):
     rows = read_manifest(labelled_run / "out" / "pseudo_labels.jsonl")
     scored = [r for r in rows if r.get("wer") is not None and r["id"] != "long"]
@@ -94,6 +108,7 @@ def test_the_wer_filter_keeps_only_rows_under_the_threshold(labelled_run):
     assert [r["id"] for r in train] == [r["id"] for r in rows if r["kept"]]
 
 
+@pytest.mark.slow  # shares a ~30 s teacher run (12 utterances, one long-form)
 def test_bad_files_become_rejected_rows_and_the_run_goes_on(labelled_run):
     rows = {r["id"]: r for r in read_manifest(labelled_run / "out" / "pseudo_labels.jsonl")}
     for name, file_name in (("missing", "missing.wav"), ("corrupt", "corrupt.mp3"), ("empty", "empty.wav")):
@@ -106,6 +121,7 @@ def test_bad_files_become_rejected_rows_and_the_run_goes_on(labelled_run):
     assert summary["n_utterances"] == 12 and summary["n_kept"] == sum(r["kept"] for r in rows.values())
 
 
+@pytest.mark.slow  # shares a ~30 s teacher run (12 utterances, one long-form)
 def test_long_audio_is_decoded_long_form_and_unlabelled_audio_judged_without_labels(labelled_run):
     rows = read_manifest(labelled_run / "out" / "pseudo_labels.jsonl")
     long = next(r for r in rows if r["id"] == "long")
@@ -117,6 +133,7 @@ def test_long_audio_is_decoded_long_form_and_unlabelled_audio_judged_without_lab
         assert row["kept"] or row["reject_reason"] in LABEL_FREE_CHECKS
 
 
+@pytest.mark.slow  # shares a ~30 s teacher run (12 utterances, one long-form)
 def test_a_finished_or_differently_configured_directory_is_refused(labelled_run, tiny_en_dir):
     config = PseudoLabelConfig(
         teacher=str(tiny_en_dir), manifest=str(labelled_run / "input.jsonl"),
