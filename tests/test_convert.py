@@ -77,9 +77,8 @@ def test_converted_decoder_logits_match_ctranslate2(librivox_dir):
     audio = load_audio(next((librivox_dir / "audio").glob("*.wav")))
     features = processor.feature_extractor([audio], sampling_rate=16000, return_tensors="np").input_features
     prompt = [50257, 50362]
-    result = oracle.generate(
-        ctranslate2.StorageView.from_array(features), [prompt], return_logits_vocab=True
-    )[0]
+    storage = ctranslate2.StorageView.from_array(np.ascontiguousarray(features))  # must outlive the results
+    result = oracle.generate(storage, [prompt], beam_size=1, return_logits_vocab=True)[0]
     theirs = np.array(result.logits[0])
     decoder_input = torch.tensor([prompt + result.sequences_ids[0]])
     with torch.no_grad():
