@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
-from speechkd.audio import SAMPLE_RATE, AudioError, load_audio
+from speechkd.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
 from speechkd.text import compression_ratio
 
 WINDOW_SECONDS = 30.0
@@ -304,25 +304,37 @@ def load_batch(paths: Sequence[str]) -> tuple[list[np.ndarray | None], list[str 
     return audios, errors
 
 
+def decode_loaded(
+    model,
+    processor,
+    audios: Sequence[np.ndarray | None],
+    errors: Sequence[str | None],
+    options: DecodingOptions,
+) -> list[DecodingResult]:
+    """Decode the clips that loaded; a clip that failed to load becomes a result with its `audio_error`."""
+    good = [k for k, audio in enumerate(audios) if audio is not None]
+    decoded = decode_audios(model, processor, [audios[k] for k in good], options) if good else []
+    results = [DecodingResult(error=f"audio_error: {e}") for e in errors]
+    for k, result in zip(good, decoded):
+        results[k] = result
+    return results
+
+
 def transcribe_paths(
     model, processor, paths: Sequence[str], options: DecodingOptions
 ) -> Iterator[tuple[list[int], list[DecodingResult]]]:
     """Yield (indices, results) per length-grouped batch; unreadable files become results with `error` set."""
-    durations = [_duration_or_zero(p) for p in paths]
+    durations = [utterance_duration({"audio": p}) for p in paths]
     for batch in length_grouped_batches(durations, options.batch_size):
         audios, errors = load_batch([paths[i] for i in batch])
-        good = [k for k, a in enumerate(audios) if a is not None]
-        decoded = decode_audios(model, processor, [audios[k] for k in good], options) if good else []
-        results = [DecodingResult(error=f"audio_error: {e}") for e in errors]
-        for k, result in zip(good, decoded):
-            results[k] = result
-        yield batch, results
+        yield batch, decode_loaded(model, processor, audios, errors, options)
 
 
-def _duration_or_zero(path: str) -> float:
-    from speechkd.audio import audio_duration
-
+def utterance_duration(record: dict) -> float:
+    """A manifest record's duration: its `duration` field, else the file header; 0.0 if unreadable."""
+    if isinstance(record.get("duration"), (int, float)):
+        return float(record["duration"])
     try:
-        return audio_duration(path)
+        return audio_duration(record["audio"])
     except AudioError:
-        return 0.0
+        return 0.0  # loading fails later and is reported per utterance

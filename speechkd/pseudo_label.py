@@ -19,9 +19,10 @@ from typing import Any
 from speechkd.decoding import (
     DecodingOptions,
     DecodingResult,
-    decode_audios,
+    decode_loaded,
     length_grouped_batches,
     load_batch,
+    utterance_duration,
 )
 from speechkd.filters import FilterConfig, label_row
 from speechkd.manifest import atomic_write_json, read_manifest, write_manifest
@@ -170,21 +171,10 @@ def read_input(config: PseudoLabelConfig) -> list[dict]:
 
 def plan_batches(records: list[dict], config: PseudoLabelConfig) -> Plan:
     """Batch the whole input once, by duration, so a resumed or sharded run decodes the very same batches."""
-    durations = [_duration(record) for record in records]
+    durations = [utterance_duration(record) for record in records]
     batches = length_grouped_batches(durations, config.batch_size)
     size = config.chunk_batches
     return Plan(durations, [batches[i : i + size] for i in range(0, len(batches), size)])
-
-
-def _duration(record: dict) -> float:
-    if isinstance(record.get("duration"), (int, float)):
-        return float(record["duration"])
-    from speechkd.audio import AudioError, audio_duration
-
-    try:
-        return audio_duration(record["audio"])
-    except AudioError:
-        return 0.0  # it fails again when loaded, and becomes an audio_error row then
 
 
 def _fingerprint(records: list[dict], plan: Plan) -> str:
@@ -282,12 +272,7 @@ def _decode_batches(
             audios, errors = pending.result()
             if k + 1 < len(batches):
                 pending = loader.submit(load_batch, [records[i]["audio"] for i in batches[k + 1]])
-            good = [j for j, audio in enumerate(audios) if audio is not None]
-            decoded = decode_audios(model, processor, [audios[j] for j in good], options) if good else []
-            results = [DecodingResult(error=f"audio_error: {e}") for e in errors]
-            for j, result in zip(good, decoded):
-                results[j] = result
-            yield batch, results
+            yield batch, decode_loaded(model, processor, audios, errors, options)
 
 
 def _signals(result: DecodingResult, processor, config: PseudoLabelConfig) -> dict[str, Any]:
