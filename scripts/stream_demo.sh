@@ -85,4 +85,5 @@ for role in teacher student; do
 done
 
 log "side by side (left: teacher $teacher, right: student $student)"
-pr -m -t -w 150 <(tail -n 5 "$output_dir/teacher.txt") <(tail -n 5 "$output_dir/student.txt")
+paste -d '|' <(tail -n 4 "$output_dir/teacher.txt") <(tail -n 4 "$output_dir/student.txt") \
+  | awk -F'|' '{ printf "%-72s | %s\n", $1, $2 }'

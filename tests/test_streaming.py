@@ -150,8 +150,8 @@ def test_stream_command_prints_text_and_statistics(tiny_en_dir, fotaq_dev_record
     argv = ["stream", "--model", str(tiny_en_dir), "--audio", str(audio_path), "--as-fast-as-possible"]
     assert main([*argv, "--reference", str(reference_path), "--json", str(tmp_path / "stats.json")]) == 0
     out = capsys.readouterr().out
-    assert "hamburger" in out and "word latency" in out and "real-time factor" in out
-    assert "WER" in out and "against the reference" in out
+    assert "hamburger" in out and "word latency" in out and "RTF" in out
+    assert "WER" in out and "vs the reference" in out
     assert (tmp_path / "stats.json").exists()
 
 

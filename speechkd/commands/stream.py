@@ -130,16 +130,15 @@ def format_statistics(stats: dict, reference_kind: str) -> str:
     latency = stats["latency"]
     lines = [
         "",
-        f"words committed  {stats['n_words']}  in {stats['n_updates']} updates, "
-        f"{stats['n_trims']} buffer trims (largest buffer {stats['max_buffer_seconds']:.1f} s)",
+        f"words committed  {stats['n_words']} in {stats['n_updates']} updates, {stats['n_trims']} trims "
+        f"(max buffer {stats['max_buffer_seconds']:.1f} s)",
         f"audio            {stats['audio_seconds']:.1f} s, compute {stats['compute_seconds']:.1f} s, "
-        f"real-time factor {stats['rtf']:.2f}",
+        f"RTF {stats['rtf']:.2f}",
     ]
     if latency["mean"] is not None:
         lines.append(
-            f"word latency     mean {latency['mean']:.2f} s, p50 {latency['p50']:.2f} s, "
-            f"p90 {latency['p90']:.2f} s  (emission minus word end)"
+            f"word latency     mean {latency['mean']:.2f} s, p50 {latency['p50']:.2f} s, p90 {latency['p90']:.2f} s"
         )
     if stats.get("wer") is not None:
-        lines.append(f"WER              {100 * stats['wer']:.1f}% against the {reference_kind}")
+        lines.append(f"WER              {100 * stats['wer']:.1f}% vs the {reference_kind}")
     return "\n".join(lines)
