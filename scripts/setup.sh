@@ -34,10 +34,12 @@ cd "$(dirname "$0")/.."
 if [ "$apt" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   packages="dpkg"
   [ "$dev" = 1 ] && packages="$packages chromium"
+  # Fresh package lists: `speechkd data prepare` fetches corpora with `apt-get download`.
+  log "apt-get update"
+  apt-get update -qq
   missing=$(for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
   if [ -n "$missing" ]; then
     log "apt-get install $missing"
-    apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
   fi
 fi
