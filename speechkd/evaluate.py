@@ -10,8 +10,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from speechkd.audio import AudioError, audio_duration
-from speechkd.decoding import DecodingOptions, length_grouped_batches, load_batch
+from speechkd.decoding import DecodingOptions, length_grouped_batches, load_batch, utterance_duration
 from speechkd.decoding import _generate_kwargs as language_kwargs
 from speechkd.engines import ENGINES, SpeculativeEngine, load_engine, load_speculative_engine
 from speechkd.manifest import ManifestError, atomic_write_json, read_manifest, write_manifest
@@ -154,7 +153,7 @@ def load_utterances(config: EvaluateConfig) -> list[dict]:
                     "reference": reference,
                     "speaker": record.get("speaker"),
                     "language": record.get("language") or config.language,
-                    "duration": _duration(record),
+                    "duration": utterance_duration(record),
                 }
             )
     if not utterances:
@@ -177,15 +176,6 @@ def _require_references(path: str, records: list[dict]) -> None:
             f"{len(missing)} of {len(records)} utterances have no `text` reference (first: {missing[0]!r}), "
             "so there is nothing to score; pass --no-reference to measure speed and keep transcripts only",
         )
-
-
-def _duration(record: dict) -> float:
-    if isinstance(record.get("duration"), (int, float)):
-        return float(record["duration"])
-    try:
-        return audio_duration(record["audio"])
-    except AudioError:
-        return 0.0  # loading fails later and is reported per utterance
 
 
 def _load_systems(config: EvaluateConfig) -> dict:
