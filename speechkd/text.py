@@ -33,7 +33,9 @@ def normalize(text: str, language: str | None = "en") -> str:
     """Normalise `text` the way Whisper's evaluations do: English rules for English, basic ones otherwise."""
     is_english = language is None or language.lower() in _ENGLISH_NAMES
     normalizer = english_normalizer() if is_english else basic_normalizer()
-    return " ".join(normalizer(text).split())
+    # Whisper's English normaliser leaves a lone "." from a trailing "..."; a word with no letter or digit is
+    # never speech, so it must not count as a word.
+    return " ".join(word for word in normalizer(text).split() if any(c.isalnum() for c in word))
 
 
 @dataclass(frozen=True)

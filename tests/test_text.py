@@ -88,3 +88,11 @@ def test_repeated_ngrams_counts_occurrences_beyond_the_first():
     assert repeated_ngrams(["short"], 3) == 0
     with pytest.raises(ValueError):
         repeated_ngrams(["a"], 0)
+
+
+def test_a_trailing_ellipsis_leaves_no_punctuation_word():
+    assert (
+        normalize("Lunch has already been served, and besides...")
+        == "lunch has already been served and besides"
+    )
+    assert normalize("It costs 3.50 dollars.") == "it costs $3.50"
