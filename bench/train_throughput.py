@@ -8,6 +8,7 @@ reference transcripts, tokenised as `speechkd distill` does) with AdamW, frozen 
   +dynamic    labels padded to the longest in the batch, not to 448
   speechkd    + the frozen encoder's output read from the disk cache: steps run decoders only (the default)
   +topk       + the teacher's top-k log-probs read from the cache: steps run the student's decoder only
+  +frozen     + token embeddings (= output projection) frozen: a training choice, listed for its cost
 
 Log-mel features are computed beforehand for the rows that need them (as the reference preprocesses its
 dataset), so only training steps are timed. Systems take turns step by step in rotating order, so load
@@ -48,9 +49,10 @@ def pad_to(batch: Batch, length: int, pad_id: int) -> Batch:
 class System:
     """One way of running a training step, with its own student copy and optimizer."""
 
-    def __init__(self, name, student, models, make_batch, config: DistillConfig):
+    def __init__(self, name, student, models, make_batch, config: DistillConfig, freeze_tokens: bool = False):
         self.name, self.make_batch, self.seconds, self.samples = name, make_batch, 0.0, 0
         self.student = copy.deepcopy(student).train()
+        self.student.model.decoder.embed_tokens.requires_grad_(not freeze_tokens)
         self.models = Models(self.student, *models)
         self.optimizer, _ = make_optimizer(self.student, config, total=1000)
 
@@ -131,6 +133,8 @@ def main() -> None:
         System("+ dynamic padding", student, (teacher, processor, True, []), labels_only, config),
         System("speechkd default (+ encoder cache)", student, (teacher, processor, True, []), cached, config),
         System(f"+ teacher top-{args.topk} cache", student, (teacher, processor, True, []), cached_topk, config),
+        System("+ --freeze-embed-tokens (fewer weights to train)", student, (teacher, processor, True, []),
+               cached_topk, config, freeze_tokens=True),
     ]  # fmt: skip
     batches = [list(range(i, i + args.batch_size)) for i in range(0, n, args.batch_size)]
     for round_index, indices in enumerate(batches):

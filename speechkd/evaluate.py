@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -300,18 +299,3 @@ def _verify_tokens(system) -> int:
     """The width of one verification: the draft's tokens per round plus the teacher's own."""
     options = getattr(system, "draft_options", None)
     return options.tokens + 1 if options is not None else 6
-
-
-def library_versions() -> dict:
-    """Versions of what produced the numbers."""
-    from importlib import metadata
-
-    versions = {}
-    for package in ("speechkd", "torch", "transformers", "ctranslate2", "faster-whisper", "jiwer"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    versions["cpu_count"] = os.cpu_count()
-    versions["torch_threads"] = torch.get_num_threads()
-    return versions

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
+from importlib import metadata
 
 import torch
 
@@ -195,8 +197,6 @@ def speculative_bounds(report: dict, teacher: dict | None, assisted: dict | None
 
 def assemble_metrics(config, systems: dict, utterances: list[dict], passes: dict, profiles: dict) -> dict:
     """metrics.json: the model's headline numbers at the top, then every system, comparison and context."""
-    from speechkd.evaluate import library_versions
-
     reports, rows = {}, {}
     for name, system in systems.items():
         reports[name], rows[name] = system_report(name, system, utterances, passes)
@@ -227,3 +227,16 @@ def describe_device(device) -> str:
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
     return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def library_versions() -> dict:
+    """Versions of what produced the numbers."""
+    versions = {}
+    for package in ("speechkd", "torch", "transformers", "ctranslate2", "faster-whisper", "jiwer"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    versions["cpu_count"] = os.cpu_count()
+    versions["torch_threads"] = torch.get_num_threads()
+    return versions

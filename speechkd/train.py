@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from speechkd.config import ConfigError, config_to_dict
 from speechkd.decoding import DecodingOptions, decode_short_form
 from speechkd.losses import LossTerms, LossWeights, distillation_loss, hidden_state_mse
+from speechkd.manifest import atomic_write_text
 from speechkd.models import pick_device
 from speechkd.text import normalize, word_errors
 from speechkd.train_data import Batch, Collator, epoch_batches, load_clips, micro_batches
@@ -42,7 +43,7 @@ from speechkd.train_setup import Models, load_models, make_optimizer, prepare_da
 RUN_DEFINING = (
     "teacher student train_manifest label_field language task ce_weight kl_weight temperature mse_weight "
     "learning_rate weight_decay warmup_steps lr_schedule max_grad_norm batch_size gradient_accumulation_steps "
-    "max_steps epochs freeze_encoder freeze_embed_positions timestamp_probability teacher_topk seed"
+    "max_steps epochs freeze_encoder freeze_embed_positions freeze_embed_tokens timestamp_probability teacher_topk seed"
 ).split()
 
 
@@ -75,6 +76,9 @@ class DistillConfig:
     gradient_checkpointing: bool = False
     freeze_encoder: bool = True
     freeze_embed_positions: bool = True
+    freeze_embed_tokens: bool = (
+        False  # token embeddings = the output projection (tied): 70-80% of a small decoder
+    )
     timestamp_probability: float = 0.2
     encoder_cache: str = "disk"  # disk | memory | none
     teacher_topk: int = 0  # > 0: cache the teacher's top-k tempered log-probs; steps then skip the teacher
@@ -182,7 +186,7 @@ def evaluate(model, processor, examples, cache, options: DecodingOptions, state_
     """Normalised WER of MODEL on EXAMPLES through speechkd's decoding loop (cached encoder output if given)."""
     was_training = model.training
     model.eval()
-    references, hypotheses, failed = [], [], 0
+    rows, failed = [], 0
     for start in range(0, len(examples), options.batch_size):
         loaded, audios, errors = load_clips(examples[start : start + options.batch_size])
         failed += len(errors)
@@ -192,14 +196,16 @@ def evaluate(model, processor, examples, cache, options: DecodingOptions, state_
         if cache is not None and state_name is not None:
             states = torch.stack([cache.get(e.key)[state_name] for e in loaded])
         results = decode_short_form(model, processor, audios, options, encoder_states=states)
-        references += [normalize(e.text, options.language) for e in loaded]
-        hypotheses += [normalize(r.text, options.language) for r in results]
+        rows += [{"id": e.id, "text": e.text, "hypothesis": r.text} for e, r in zip(loaded, results)]
     model.train(was_training)
-    return {
-        "wer": word_errors(references, hypotheses).wer,
-        "n_utterances": len(references),
-        "n_failed": failed,
-    }
+    references = [normalize(r["text"], options.language) for r in rows]
+    hypotheses = [normalize(r["hypothesis"], options.language) for r in rows]
+    wer = word_errors(references, hypotheses).wer
+    return {"wer": wer, "n_utterances": len(rows), "n_failed": failed, "predictions": rows}
+
+
+def _jsonl(rows: list[dict]) -> str:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
 # ---------------------------------------------------------------------------- the loop
@@ -354,6 +360,7 @@ class Trainer:
                 message += f" (teacher {100 * row['teacher_wer']:.2f}%)"
             self.log.log(row)
             tqdm.write(message)
+            atomic_write_text(self.output_dir / "eval_predictions.jsonl", _jsonl(result["predictions"]))
             if self.state["best_wer"] is None or result["wer"] < self.state["best_wer"]:
                 self.state["best_wer"], self.state["best_step"] = result["wer"], step
                 self._export(self.output_dir / "best", result["wer"])

@@ -63,6 +63,8 @@ def load_models(config: DistillConfig, device: torch.device, mixed_precision: st
         student.model.encoder.requires_grad_(False)
     if config.freeze_embed_positions:
         student.model.decoder.embed_positions.requires_grad_(False)
+    if config.freeze_embed_tokens:
+        student.model.decoder.embed_tokens.requires_grad_(False)  # and proj_out, tied to it
     if config.gradient_checkpointing:
         student.activation_checkpointing_enable({"use_reentrant": False})
     shared = teacher is not None and config.freeze_encoder and _same_weights(student, teacher)

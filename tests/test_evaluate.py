@@ -75,7 +75,7 @@ def test_metrics_hold_accuracy_speed_and_the_failed_file(evaluation):
         assert system["latency_p50"] <= system["latency_p90"]
     assert teacher["wer"] < 0.2 < metrics["wer"]  # tiny.en on clean acted speech; its untrained student
     assert teacher["wer_ortho"] >= teacher["wer"]  # case and punctuation count orthographically
-    assert 0 < teacher["cer"] < 1
+    assert 0 <= teacher["cer"] < 0.1 < metrics["cer"]  # the teacher may be exact on 4 clean lines
     manifest = read_manifest(config.manifests[0])
     assert metrics["audio_seconds"] == pytest.approx(sum(r["duration"] for r in manifest[:4]))
     assert metrics["parameters"] < teacher["parameters"]

@@ -158,7 +158,7 @@ def test_distill_writes_students_draft_metrics_and_plots(run_inputs, tiny_en_dir
     args += ["--output-dir", str(root / "run"), "--cache-dir", str(root / "cache"), "--batch-size", "2"]
     assert main([*args, "--max-steps", "4", "--eval-steps", "2", "--warmup-steps", "1", "--no-progress"]) == 0
     out = root / "run"
-    for name in ("final", "best", "draft", "loss.png", "wer.png", "metrics.json", "tensorboard"):
+    for name in ("final", "best", "draft", "loss.png", "wer.png", "metrics.json", "eval_predictions.jsonl"):
         assert (out / name).exists(), name
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["step"] == 0 and rows[0]["teacher_wer"] < 0.5  # teacher and untrained student first

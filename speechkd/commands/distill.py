@@ -75,6 +75,12 @@ def register(subparsers) -> None:
     train.add_argument(
         "--freeze-embed-positions", action=BOOL, default=None, help="freeze decoder positions (on)"
     )
+    train.add_argument(
+        "--freeze-embed-tokens",
+        action=BOOL,
+        default=None,
+        help="freeze token embeddings = output projection (off)",
+    )
     train.add_argument("--seed", type=int, default=None, help="data order, timestamp draws, init (0)")
 
     cache = parser.add_argument_group("caches")
