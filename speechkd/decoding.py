@@ -32,6 +32,7 @@ class DecodingOptions:
     max_new_tokens: int | None = None  # None: by audio duration (caps runaway repetition)
     long_form: bool = True  # False: reject audio over 30 s instead of sequential long-form decoding
     token_timestamps: bool = False  # short-form: per-token times from cross-attention DTW (alignment_heads)
+    keep_encoder_states: bool = False  # short-form: return each clip's encoder output (float16, CPU)
 
 
 @dataclass
@@ -47,6 +48,7 @@ class DecodingResult:
     long_form: bool = False
     error: str | None = None
     token_times: list[float] | None = None  # with token_timestamps: len(tokens) + 1 boundaries, seconds
+    encoder_states: torch.Tensor | None = None  # with keep_encoder_states: (frames, d_model), float16, CPU
 
     @property
     def n_tokens(self) -> int:
@@ -155,6 +157,9 @@ def decode_short_form(
                 compression_ratio=compression_ratio(text),
                 duration=duration,
                 token_times=_token_times(times, i, n_steps, len(tokens), duration),
+                encoder_states=encoder_states[i].half().cpu().clone()
+                if options.keep_encoder_states
+                else None,
             )
         )
     return results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ from speechkd.filters import FilterConfig, label_row
 from speechkd.manifest import atomic_write_json, read_manifest, write_manifest
 from speechkd.models import pick_device, resolve_model
 from speechkd.text import normalize, word_errors
+from speechkd.train_data import UtteranceCache, audio_key, fingerprint
 
 PSEUDO_LABELS = "pseudo_labels.jsonl"  # every utterance, with signals and verdict
 TRAIN = "train.jsonl"  # the kept ones
@@ -68,6 +70,7 @@ class PseudoLabelConfig:
     max_new_tokens: int | None = None
     long_form: bool = True
     chunk_batches: int = 8  # batches per chunk file: the unit of resumption
+    encoder_cache_dir: str | None = None  # keep the teacher's encoder output there for `distill --cache-dir`
     overwrite: bool = False
     progress: bool = True
     wer_threshold: float = _DEFAULT_FILTERS.wer_threshold
@@ -231,13 +234,18 @@ def _label_chunks(config: PseudoLabelConfig, records: list[dict], plan: Plan, mi
     if not todo:
         return
     model, processor = _load_teacher(config, state)
+    cache = _encoder_cache(config, model)
     desc = "pseudo-label" + (f" [process {state.process_index}]" if state.num_processes > 1 else "")
     with tqdm(total=total, unit="utt", desc=desc, disable=not config.progress) as bar:
         for chunk in todo:
             started = time.perf_counter()
             rows = []
-            for batch, results in _decode_batches(model, processor, records, plan.chunks[chunk], config):
+            for batch, results in _decode_batches(
+                model, processor, records, plan.chunks[chunk], config, cache
+            ):
                 rows += [{"index": i, **_signals(r, processor, config)} for i, r in zip(batch, results)]
+                if cache is not None:
+                    _keep_encoder_states(cache, records, batch, results)
                 bar.update(len(batch))
             payload = {
                 "chunk": chunk,
@@ -261,11 +269,34 @@ def _load_teacher(config: PseudoLabelConfig, state):
     return model, processor
 
 
+def _encoder_cache(config: PseudoLabelConfig, model) -> UtteranceCache | None:
+    """Where the teacher's encoder output goes: the folder `distill --cache-dir` reads for a student that
+    kept the teacher's encoder (named by the encoder's weights, so another encoder never reads it)."""
+    if config.encoder_cache_dir is None:
+        return None
+    return UtteranceCache(Path(config.encoder_cache_dir) / f"encoder-{fingerprint(model.model.encoder)}")
+
+
+def _keep_encoder_states(
+    cache: UtteranceCache, records: list[dict], batch: list[int], results: list[DecodingResult]
+) -> None:
+    for index, result in zip(batch, results):
+        if result.encoder_states is not None:  # short-form clips only; long-form audio is not trained on
+            entry = {"duration": result.duration, "encoder_states": result.encoder_states}
+            cache.put(audio_key(records[index]["audio"]), entry)
+            result.encoder_states = None
+
+
 def _decode_batches(
-    model, processor, records: list[dict], batches: list[list[int]], config: PseudoLabelConfig
+    model,
+    processor,
+    records: list[dict],
+    batches: list[list[int]],
+    config: PseudoLabelConfig,
+    cache: UtteranceCache | None = None,
 ) -> Iterator[tuple[list[int], list[DecodingResult]]]:
     """Decode batch after batch while the next batch's audio loads in a background thread."""
-    options = config.decoding()
+    options = dataclasses.replace(config.decoding(), keep_encoder_states=cache is not None)
     with ThreadPoolExecutor(max_workers=1) as loader:
         pending = loader.submit(load_batch, [records[i]["audio"] for i in batches[0]])
         for k, batch in enumerate(batches):

@@ -175,6 +175,18 @@ class UtteranceCache:
         return path.read_text(encoding="utf-8") if path.exists() else None
 
 
+def fingerprint(*parts: torch.nn.Module | str) -> str:
+    """A short hash of model weights (a sample of every tensor) and settings, naming a cache folder."""
+    digest = hashlib.sha1()
+    for part in parts:
+        if isinstance(part, str):
+            digest.update(part.encode())
+            continue
+        for p in part.parameters():
+            digest.update(p.detach().flatten()[:4096].float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
 def load_clips(examples: Sequence[Example]) -> tuple[list[Example], list[np.ndarray], dict[str, str]]:
     """(loaded examples, their audio, {key: error}) — unreadable or over-30-s audio goes to the errors."""
     loaded, audios, errors = [], [], {}

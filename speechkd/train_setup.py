@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from speechkd.train_data import (
     UtteranceCache,
     evaluation_examples,
     fill_cache,
+    fingerprint,
     make_prompt,
     pad_sequences,
     teacher_key,
@@ -86,18 +86,6 @@ def _layer_pairs(config: DistillConfig) -> list[tuple[int, int]]:
             f"hidden-state matching needs the student's layer map in {provenance} (create-student)"
         )
     return list(enumerate(layer_map))
-
-
-def fingerprint(*parts: torch.nn.Module | str) -> str:
-    """A short hash of model weights (a sample of every tensor) and settings, naming a cache folder."""
-    digest = hashlib.sha1()
-    for part in parts:
-        if isinstance(part, str):
-            digest.update(part.encode())
-            continue
-        for p in part.parameters():
-            digest.update(p.detach().flatten()[:4096].float().cpu().numpy().tobytes())
-    return digest.hexdigest()[:12]
 
 
 def make_optimizer(student, config: DistillConfig, total: int):

@@ -72,10 +72,41 @@ def labelled_run(fotaq_dir, tiny_en_dir, tmp_path_factory) -> Path:
     write_manifest(folder / "input.jsonl", records)
     config = PseudoLabelConfig(
         teacher=str(tiny_en_dir), manifest=str(folder / "input.jsonl"), output_dir=str(folder / "out"),
-        batch_size=4, progress=False,
+        batch_size=4, progress=False, encoder_cache_dir=str(folder / "cache"),
     )  # fmt: skip
     pseudo_label(config)
     return folder
+
+
+@pytest.mark.slow
+def test_the_teachers_encoder_output_is_kept_where_distill_looks_for_it(labelled_run, tiny_en_dir):
+    import torch
+    from transformers import WhisperProcessor
+
+    from speechkd.student import CreateStudentConfig, create_student
+    from speechkd.train_data import audio_key, fingerprint
+
+    student_dir = labelled_run / "student"
+    create_student(CreateStudentConfig(teacher=str(tiny_en_dir), output_dir=str(student_dir)))
+    from speechkd.models import load_model
+
+    student, _ = load_model(str(student_dir), device="cpu")
+    folder = labelled_run / "cache" / f"encoder-{fingerprint(student.model.encoder)}"  # distill's name
+    rows = read_manifest(labelled_run / "out" / "pseudo_labels.jsonl")
+    short = [
+        r for r in rows if not (r["reject_reason"] or "").startswith("audio_error") and r["id"] != "long"
+    ]
+    assert len(short) == 8
+    assert sorted(p.stem for p in folder.glob("*.pt")) == sorted(audio_key(r["audio"]) for r in short)
+    entry = torch.load(folder / f"{audio_key(short[0]['audio'])}.pt", weights_only=True)
+    audio = load_audio(short[0]["audio"])
+    assert entry["duration"] == pytest.approx(len(audio) / 16000)
+    processor = WhisperProcessor.from_pretrained(student_dir)
+    features = processor.feature_extractor(audio, sampling_rate=16000, return_tensors="pt").input_features
+    with torch.no_grad():
+        states = student.model.encoder(features).last_hidden_state[0]
+    assert entry["encoder_states"].dtype == torch.float16
+    torch.testing.assert_close(entry["encoder_states"].float(), states, atol=2e-2, rtol=1e-2)
 
 
 @pytest.mark.slow  # shares a ~30 s teacher run (12 utterances, one long-form)

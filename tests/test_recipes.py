@@ -85,6 +85,7 @@ def test_demo_tiny_runs_every_stage_and_resumes(tmp_path, fotaq_dir):
     assert (run_dir / "pseudo_label" / "train.jsonl").exists()
     provenance = json.loads((run_dir / "student_init" / "speechkd.json").read_text())
     assert provenance["teacher"] == "bundled:tiny.en"
+    assert len(list((run_dir / "cache").glob("encoder-*/*.pt"))) == 12  # the teacher's, kept for distill
 
     result = run_script("scripts/run.sh", "--config", "configs/demo-tiny.yaml", "--stage", "2", cwd=work)
     assert "already" in result.stderr  # finished stages are skipped, not redone
@@ -95,6 +96,8 @@ def test_demo_tiny_runs_every_stage_and_resumes(tmp_path, fotaq_dir):
         "report.md",
     ):
         assert (run_dir / artefact).exists(), artefact
+    folders = list((run_dir / "cache").glob("encoder-*"))
+    assert len(folders) == 1 and len(list(folders[0].glob("*.pt"))) == 12 + 6  # distill added the eval lines
     metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
     assert metrics["n_utterances"] == 6
     assert metrics["speculative"] and metrics["comparison"]

@@ -43,6 +43,12 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--chunk-batches", type=int, default=None, help="batches per saved chunk, the unit of resuming (8)"
     )
+    parser.add_argument(
+        "--encoder-cache-dir",
+        default=None,
+        help="also keep the teacher's encoder output (float16) there: `distill --cache-dir` with the same "
+        "folder then skips its encoder pass for a student that kept the teacher's encoder",
+    )
     data = parser.add_argument_group("--dataset columns")
     data.add_argument("--split", default=None, help="dataset split, e.g. train")
     data.add_argument("--audio-column", default=None, help="audio column (audio)")
