@@ -56,7 +56,10 @@ def check_resumable(saved: dict, config: dict, world: int, run_defining: Sequenc
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every generator's state, in types `torch.load(weights_only=True)` reads (numpy's keys as a tensor)."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss)
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -64,7 +67,8 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -100,9 +104,9 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, state: dict, keep:
 
 def load_checkpoint(folder: Path, rank: int) -> tuple[dict, dict | None]:
     """(the run state, this process's RNG state) of a checkpoint folder."""
-    state = torch.load(folder / "state.pt", weights_only=False)
+    state = torch.load(folder / "state.pt", weights_only=True)
     rng_file = folder / f"rng-{rank}.pt"
-    return state, torch.load(rng_file, weights_only=False) if rng_file.exists() else None
+    return state, torch.load(rng_file, weights_only=True) if rng_file.exists() else None
 
 
 # ---------------------------------------------------------------------------- exports
