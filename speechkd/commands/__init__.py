@@ -13,27 +13,35 @@ def quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
-def add_device_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--device", default=None, help="cpu, cuda, cuda:1 ... (default: the GPU when present)"
-    )
-    parser.add_argument(
+def add_device_flags(parser: argparse.ArgumentParser):
+    """--device and --dtype in a "device" group (returned, for a command's own extra flags)."""
+    group = parser.add_argument_group("device")
+    group.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the GPU when present)")
+    group.add_argument(
         "--dtype",
         default=None,
         choices=["float32", "bfloat16", "float16"],
         help="weights and activations (default float32; float16 falls back to float32 on CPU)",
     )
+    return group
 
 
-def add_decoding_flags(parser: argparse.ArgumentParser, batch_size: int = 16) -> None:
+def add_decoding_flags(
+    parser: argparse.ArgumentParser,
+    batch_size_help: str = "utterances per batch (16)",
+    timestamps: bool = True,
+):
+    """The decoding flags in a "decoding" group (returned). Every default is None, "not given", so values
+    from a --config file survive; DecodingOptions holds the real defaults."""
     group = parser.add_argument_group("decoding")
-    group.add_argument(
-        "--batch-size", type=int, default=batch_size, help=f"utterances per batch ({batch_size})"
-    )
-    group.add_argument("--num-beams", type=int, default=1, help="beam size (1 = greedy, the default)")
+    group.add_argument("--batch-size", type=int, default=None, help=batch_size_help)
+    group.add_argument("--num-beams", type=int, default=None, help="beam size (1 = greedy, the default)")
     group.add_argument("--language", default=None, help="language code for multilingual models, e.g. en")
     group.add_argument("--task", default=None, choices=["transcribe", "translate"], help="multilingual task")
-    group.add_argument("--return-timestamps", action="store_true", help="decode with timestamp tokens")
+    if timestamps:
+        group.add_argument(
+            "--return-timestamps", action="store_true", default=None, help="decode with timestamp tokens"
+        )
     group.add_argument(
         "--max-new-tokens", type=int, default=None, help="token budget per utterance (default: from duration)"
     )
@@ -41,19 +49,17 @@ def add_decoding_flags(parser: argparse.ArgumentParser, batch_size: int = 16) ->
         "--no-long-form",
         dest="long_form",
         action="store_false",
+        default=None,
         help="reject audio over 30 s instead of decoding it long-form",
     )
+    return group
 
 
 def decoding_options(args: argparse.Namespace):
+    """DecodingOptions from the decoding flags that were given."""
+    from dataclasses import fields
+
     from speechkd.decoding import DecodingOptions
 
-    return DecodingOptions(
-        batch_size=args.batch_size,
-        num_beams=args.num_beams,
-        language=args.language,
-        task=args.task,
-        return_timestamps=args.return_timestamps,
-        max_new_tokens=args.max_new_tokens,
-        long_form=args.long_form,
-    )
+    names = {f.name for f in fields(DecodingOptions)}
+    return DecodingOptions(**{k: v for k, v in vars(args).items() if k in names and v is not None})

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from speechkd.commands import add_decoding_flags, add_device_flags
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -45,36 +47,17 @@ def register(subparsers) -> None:
         "--overwrite", action="store_true", default=None, help="replace a finished evaluation"
     )
     parser.add_argument("--no-progress", dest="progress", action="store_false", default=None)
-    _add_device_flags(parser)
-    _add_decoding_flags(parser)
-    _add_measurement_flags(parser)
-    parser.set_defaults(handler=run)
-
-
-def _add_device_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("device")
-    group.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the GPU when present)")
-    group.add_argument(
-        "--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="float32 default"
-    )
-    group.add_argument(
+    device = add_device_flags(parser)
+    device.add_argument(
         "--compute-type", default=None, help="faster-whisper compute type, e.g. int8 (default: dtype)"
     )
-    group.add_argument("--threads", type=int, default=None, help="CPU threads for torch and CTranslate2")
-
-
-def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
-    # not speechkd.commands.add_decoding_flags: its defaults would always override the --config file
-    group = parser.add_argument_group("decoding")
-    group.add_argument("--batch-size", type=int, default=None, help="utterances per batch for RTFx (16)")
-    group.add_argument("--num-beams", type=int, default=None, help="beam size (1 = greedy, the default)")
-    group.add_argument("--language", default=None, help="language code for multilingual models, e.g. en")
-    group.add_argument("--task", default=None, choices=["transcribe", "translate"])
-    group.add_argument("--max-new-tokens", type=int, default=None, help="token budget (default: by duration)")
-    group.add_argument("--no-long-form", dest="long_form", action="store_false", default=None)
-    group.add_argument(
+    device.add_argument("--threads", type=int, default=None, help="CPU threads for torch and CTranslate2")
+    decoding = add_decoding_flags(parser, "utterances per batch for RTFx (16)", timestamps=False)
+    decoding.add_argument(
         "--max-utterances", type=int, default=None, help="evaluate the first N of each manifest"
     )
+    _add_measurement_flags(parser)
+    parser.set_defaults(handler=run)
 
 
 def _add_measurement_flags(parser: argparse.ArgumentParser) -> None:

@@ -55,9 +55,7 @@ def register(subparsers) -> None:
     data.add_argument("--text-column", default=None, help="reference text column (text); 'none' for none")
     data.add_argument("--id-column", default=None, help="column of unique ids (default: audio file names)")
     add_device_flags(parser)
-    add_decoding_flags(parser, batch_size=16)
-    # None marks "not given", so that values from --config survive.
-    parser.set_defaults(batch_size=None, num_beams=None, return_timestamps=None, long_form=None)
+    add_decoding_flags(parser)
     _add_filter_flags(parser)
     parser.set_defaults(handler=run)
 
