@@ -41,7 +41,7 @@ class EvaluateConfig:
     no_reference: bool = False  # speed and transcripts only, for manifests without `text`
     max_utterances: int | None = None  # the first N of each manifest
     warmup: int = 1  # untimed decode calls per system before timing
-    latency_utterances: int | None = 64  # utterances timed at batch size 1 when batch_size > 1 (None: all)
+    latency_utterances: int | None = 64  # timed at batch size 1 when batch_size > 1, speculative too (None: all)
     draft_tokens: int = 5
     draft_schedule: str = "heuristic"
     draft_confidence: float | None = None
@@ -196,7 +196,7 @@ def _batch_size_one_pass(config: EvaluateConfig, systems: dict, speculative, utt
     """Latency (and speculative decoding) at batch size 1, when the main pass ran at another batch size."""
     if config.batch_size == 1 or (config.latency_utterances == 0 and speculative is None):
         return None
-    subset = utterances if speculative is not None else utterances[: config.latency_utterances]
+    subset = utterances[: config.latency_utterances]  # speculative decoding too: it is timed here
     at_one = [s.at_batch_size(1) for s in systems.values()]
     if speculative is not None:
         at_one.append(speculative)

@@ -67,7 +67,7 @@ def _add_measurement_flags(parser: argparse.ArgumentParser) -> None:
         "--latency-utterances",
         type=int,
         default=None,
-        help="utterances timed at batch size 1 when --batch-size > 1 (64)",
+        help="utterances timed at batch size 1 when --batch-size > 1, for latency and speculative decoding (64)",
     )
     group.add_argument(
         "--draft-tokens", type=int, default=None, help="speculative draft tokens per round (5)"
