@@ -41,7 +41,9 @@ class EvaluateConfig:
     no_reference: bool = False  # speed and transcripts only, for manifests without `text`
     max_utterances: int | None = None  # the first N of each manifest
     warmup: int = 1  # untimed decode calls per system before timing
-    latency_utterances: int | None = 64  # timed at batch size 1 when batch_size > 1, speculative too (None: all)
+    latency_utterances: int | None = (
+        64  # timed at batch size 1 when batch_size > 1, speculative too (None: all)
+    )
     draft_tokens: int = 5
     draft_schedule: str = "heuristic"
     draft_confidence: float | None = None
