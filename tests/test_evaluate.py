@@ -133,11 +133,19 @@ def test_outputs_are_written(evaluation):
 @pytest.mark.slow
 def test_a_draft_with_its_own_encoder_also_keeps_the_output(tiny_en_dir, fotaq_dev_records, tmp_path):
     student = make_student("bundled:tiny.en", tmp_path / "enc2", encoder_layers=2)
-    write_manifest(tmp_path / "two.jsonl", fotaq_dev_records[4:6])
-    config = quick(tmp_path, tmp_path / "two.jsonl", assistant=str(student), batch_size=1, warmup=0)
+    write_manifest(tmp_path / "three.jsonl", fotaq_dev_records[4:7])
+    config = quick(
+        tmp_path,
+        tmp_path / "three.jsonl",
+        assistant=str(student),
+        batch_size=2,
+        latency_utterances=2,
+        warmup=0,
+    )
     speculative = evaluate(config)["speculative"]
     assert speculative["draft"] == "full"
     assert speculative["speculative_mismatches"] == 0 and speculative["proposed"] > 0
+    assert speculative["n_utterances"] == 2  # timed at batch size 1 on the latency subset only
 
 
 @pytest.mark.slow
