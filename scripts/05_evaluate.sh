@@ -19,4 +19,10 @@ fi
 run speechkd evaluate --config "$config" --model "$run_dir/distill/final" --baseline "$(cfg run.teacher)" \
   --assistant "$run_dir/distill/final" --manifest "$run_dir/data/eval.jsonl" \
   --output-dir "$run_dir/evaluate" "${extra_args[@]}"
-run cp "$run_dir/evaluate/report.md" "$run_dir/report.md"
+if [ "$dry_run" = 0 ]; then
+  # the run's report: the evaluation's, with its plots' paths made relative to RUN_DIR, and the training curves
+  { sed -e 's#](\([A-Za-z0-9_.-]*\.png\))#](evaluate/\1)#' "$run_dir/evaluate/report.md"
+    printf '\n## Training\n\n![training loss](distill/loss.png)\n![dev WER during training](distill/wer.png)\n'
+  } > "$run_dir/report.md"
+  log "wrote $run_dir/report.md"
+fi

@@ -102,3 +102,6 @@ def test_demo_tiny_runs_every_stage_and_resumes(tmp_path, fotaq_dir):
     assert metrics["n_utterances"] == 6
     assert metrics["speculative"] and metrics["comparison"]
     assert "speed-up" in result.stdout  # run.sh ends by printing the report's table
+    report = (run_dir / "report.md").read_text()
+    for plot in ("evaluate/wer_vs_rtfx.png", "distill/loss.png", "distill/wer.png"):
+        assert f"]({plot})" in report and (run_dir / plot).exists(), plot
