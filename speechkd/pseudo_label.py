@@ -29,7 +29,7 @@ from speechkd.filters import FilterConfig, label_row
 from speechkd.manifest import atomic_write_json, read_manifest, write_manifest
 from speechkd.models import pick_device, resolve_model
 from speechkd.text import normalize, word_errors
-from speechkd.train_data import UtteranceCache, audio_key, fingerprint
+from speechkd.train_data import UtteranceCache, audio_key, encoder_cache_folder
 
 PSEUDO_LABELS = "pseudo_labels.jsonl"  # every utterance, with signals and verdict
 TRAIN = "train.jsonl"  # the kept ones
@@ -274,7 +274,7 @@ def _encoder_cache(config: PseudoLabelConfig, model) -> UtteranceCache | None:
     kept the teacher's encoder (named by the encoder's weights, so another encoder never reads it)."""
     if config.encoder_cache_dir is None:
         return None
-    return UtteranceCache(Path(config.encoder_cache_dir) / f"encoder-{fingerprint(model.model.encoder)}")
+    return UtteranceCache(encoder_cache_folder(config.encoder_cache_dir, model.model.encoder))
 
 
 def _keep_encoder_states(

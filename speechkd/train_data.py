@@ -187,6 +187,11 @@ def fingerprint(*parts: torch.nn.Module | str) -> str:
     return digest.hexdigest()[:12]
 
 
+def encoder_cache_folder(root: Path, *parts: torch.nn.Module | str) -> Path:
+    """The encoder cache folder under ROOT for these encoders (or settings): shared by pseudo-label and distill."""
+    return Path(root) / f"encoder-{fingerprint(*parts)}"
+
+
 def load_clips(examples: Sequence[Example]) -> tuple[list[Example], list[np.ndarray], dict[str, str]]:
     """(loaded examples, their audio, {key: error}) — unreadable or over-30-s audio goes to the errors."""
     loaded, audios, errors = [], [], {}

@@ -19,6 +19,7 @@ from speechkd.models import load_model, resolve_model
 from speechkd.train_data import (
     Example,
     UtteranceCache,
+    encoder_cache_folder,
     evaluation_examples,
     fill_cache,
     fingerprint,
@@ -125,7 +126,7 @@ def prepare_data(config: DistillConfig, models: Models, accelerator) -> Training
     """Examples from the manifests; encoder (and teacher) caches filled once; unreadable audio dropped."""
     train, evaluation, report = _examples(config, models)
     root = Path(config.cache_dir or Path(config.output_dir) / "cache")
-    cache = _open(config, root / f"encoder-{_encoder_fingerprint(config, models)}")
+    cache = _open(config, encoder_cache_folder(root, *_encoder_parts(config, models)))
     rank, world = accelerator.process_index, accelerator.num_processes
     shard = slice(rank, None, world) if cache.folder is not None else slice(None)
     everything = train + evaluation
@@ -158,11 +159,11 @@ def _open(config: DistillConfig, folder: Path) -> UtteranceCache:
     return UtteranceCache(folder if config.encoder_cache == "disk" else None)
 
 
-def _encoder_fingerprint(config: DistillConfig, models: Models) -> str:
+def _encoder_parts(config: DistillConfig, models: Models) -> list:
     parts = [models.student.model.encoder if config.freeze_encoder else "features"]
     if models.teacher is not None and not models.shared_encoder:
         parts.append(models.teacher.model.encoder)
-    return fingerprint(*parts)
+    return parts
 
 
 def _durations_only(examples: Sequence[Example], audios: list) -> list[dict]:
