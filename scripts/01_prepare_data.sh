@@ -10,6 +10,8 @@ Writes RUN_DIR/data/pseudo_label_input.jsonl (what the teacher transcribes) and 
 Config keys (section run.data): prepare (bundled corpus name, e.g. fotaq), data_dir, pseudo_label_inputs and
 eval_manifests (manifest paths), pseudo_label_n / eval_n (random subset sizes; empty = all), seed;
 or hf_train / hf_eval (Hugging Face dataset source) with hf_train_split, hf_eval_split, hf_text_column.
+With pack_seconds (e.g. 30), the teacher's input is packed first: one speaker's utterances concatenated into
+clips of up to that length (`speechkd data pack`, grouped by pack_group_by, default speaker) in RUN_DIR/data/packed.
 USAGE
 }
 parse_common "$@"
@@ -33,6 +35,15 @@ mapfile -t evals < <(cfg run.data.eval_manifests)
 seed=$(cfg run.data.seed 0)
 pl_n=$(cfg run.data.pseudo_label_n "")
 eval_n=$(cfg run.data.eval_n "")
-run speechkd data subset "${inputs[@]}" --output "$run_dir/data/pseudo_label_input.jsonl" --seed "$seed" \
-  ${pl_n:+--n "$pl_n"}
+pack_seconds=$(cfg run.data.pack_seconds "")
+if [ -z "$pack_seconds" ]; then
+  run speechkd data subset "${inputs[@]}" --output "$run_dir/data/pseudo_label_input.jsonl" --seed "$seed" \
+    ${pl_n:+--n "$pl_n"}
+else
+  run speechkd data subset "${inputs[@]}" --output "$run_dir/data/utterances.jsonl" --seed "$seed" \
+    ${pl_n:+--n "$pl_n"}
+  run speechkd data pack "$run_dir/data/utterances.jsonl" --output-dir "$run_dir/data/packed" \
+    --max-seconds "$pack_seconds" --group-by "$(cfg run.data.pack_group_by speaker)"
+  run speechkd data subset "$run_dir/data/packed/packed.jsonl" --output "$run_dir/data/pseudo_label_input.jsonl"
+fi
 run speechkd data subset "${evals[@]}" --output "$run_dir/data/eval.jsonl" --seed "$seed" ${eval_n:+--n "$eval_n"}

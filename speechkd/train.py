@@ -43,7 +43,7 @@ from speechkd.train_setup import Models, load_models, make_optimizer, prepare_da
 RUN_DEFINING = (
     "teacher student train_manifest label_field language task ce_weight kl_weight temperature mse_weight "
     "learning_rate weight_decay warmup_steps lr_schedule max_grad_norm batch_size gradient_accumulation_steps "
-    "max_steps epochs freeze_encoder freeze_embed_positions freeze_embed_tokens timestamp_probability teacher_topk seed"
+    "max_steps epochs freeze_encoder freeze_embed_positions freeze_embed_tokens timestamp_probability prompt_probability teacher_topk seed"
 ).split()
 
 
@@ -80,6 +80,7 @@ class DistillConfig:
         False  # token embeddings = the output projection (tied): 70-80% of a small decoder
     )
     timestamp_probability: float = 0.2
+    prompt_probability: float = 0.2  # rows with a `previous` clip get its text as prompt this often
     encoder_cache: str = "disk"  # disk | memory | none
     teacher_topk: int = 0  # > 0: cache the teacher's top-k tempered log-probs; steps then skip the teacher
     cache_dir: str | None = None  # default OUTPUT_DIR/cache; entries are keyed by audio and model weights
@@ -110,8 +111,9 @@ class DistillConfig:
             raise ConfigError(f"distill: lr_schedule must be linear or constant, not {self.lr_schedule!r}")
         if self.teacher_topk and (self.encoder_cache == "none" or not self.freeze_encoder or self.mse_weight):
             raise ConfigError("distill: teacher_topk needs a frozen, cached encoder and no hidden-state loss")
-        if not 0.0 <= self.timestamp_probability <= 1.0:
-            raise ConfigError("distill: timestamp_probability must lie in [0, 1]")
+        for name in ("timestamp_probability", "prompt_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"distill: {name} must lie in [0, 1]")
 
     @property
     def weights(self) -> LossWeights:
@@ -255,7 +257,7 @@ class Trainer:
         self.log = MetricsLog(self.output_dir, resumed_at, accelerator.is_main_process)
         self.collator = Collator(
             data.train, data.cache, data.teacher_cache, models.processor.feature_extractor,
-            config.seed, config.timestamp_probability,
+            config.seed, config.timestamp_probability, prompt=config.prompt_probability,
         )  # fmt: skip
         self.options = DecodingOptions(config.eval_batch_size, language=config.language, task=config.task)
 

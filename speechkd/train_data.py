@@ -23,6 +23,7 @@ from speechkd.config import ConfigError
 from speechkd.losses import IGNORE_INDEX, TopKTargets
 
 MAX_AUDIO_SECONDS = 30.0
+MAX_PREVIOUS_TOKENS = 224  # Whisper's prompt budget: half of the 448 decoder positions
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Prompt:
     no_timestamps: int
     end: int
     timestamp_begin: int  # first timestamp token; ids at or above it are timestamps
+    previous: int | None = None  # <|startofprev|>, which introduces the previous text
 
 
 def make_prompt(tokenizer, multilingual: bool, language: str | None, task: str = "transcribe") -> Prompt:
@@ -46,7 +48,9 @@ def make_prompt(tokenizer, multilingual: bool, language: str | None, task: str =
             if ids(token) in (None, tokenizer.unk_token_id):
                 raise ConfigError(f"the tokenizer has no {token} token: check --language / --task")
             start.append(ids(token))
-    return Prompt(tuple(start), ids("<|notimestamps|>"), ids("<|endoftext|>"), ids("<|0.00|>"))
+    return Prompt(
+        tuple(start), ids("<|notimestamps|>"), ids("<|endoftext|>"), ids("<|0.00|>"), ids("<|startofprev|>")
+    )
 
 
 @dataclass
@@ -59,18 +63,27 @@ class Example:
     text_ids: list[int] = field(default_factory=list)  # label text tokens, timestamps included if any
     prompt: Prompt | None = None
     text: str | None = None  # reference transcript (evaluation)
+    previous_ids: list[int] = field(
+        default_factory=list
+    )  # text tokens of the clip before (prompt conditioning)
 
     @property
     def has_timestamps(self) -> bool:
         return any(t >= self.prompt.timestamp_begin for t in self.text_ids)
 
-    def sequence(self, keep_timestamps: bool) -> tuple[list[int], int]:
-        """(full token sequence, prompt length); timestamps are dropped unless kept (and present)."""
+    def sequence(self, keep_timestamps: bool, with_previous: bool = False) -> tuple[list[int], int]:
+        """(full token sequence, prompt length); timestamps are dropped unless kept (and present).
+
+        WITH_PREVIOUS puts <|startofprev|> and the previous clip's text first, as Whisper conditions on earlier
+        text; like the rest of the prompt, it carries no loss.
+        """
         if keep_timestamps and self.has_timestamps:
             head, text = list(self.prompt.start), self.text_ids
         else:
             head = [*self.prompt.start, self.prompt.no_timestamps]
             text = [t for t in self.text_ids if t < self.prompt.timestamp_begin]
+        if with_previous and self.previous_ids:
+            head = [self.prompt.previous, *self.previous_ids, *head]
         return head + text + [self.prompt.end], len(head)
 
 
@@ -101,9 +114,12 @@ def training_examples(
 ) -> tuple[list[Example], Counter]:
     """Examples for the rows that carry a usable label; the rest are counted by reason, never raised on.
 
-    Where a row also has LABEL_FIELD + "_timestamped" (the label with <|t|> tokens), that one is used.
+    Where a row also has LABEL_FIELD + "_timestamped" (the label with <|t|> tokens), that one is used. A row
+    whose `previous` names another row (`speechkd data pack` writes it) gets that row's label as previous text,
+    cut from the front to fit the prompt budget.
     """
     examples, skipped = [], Counter()
+    labels = {r["id"]: r[label_field] for r in records if isinstance(r.get(label_field), str)}
     for record in records:
         label = record.get(label_field)
         if not isinstance(label, str):
@@ -116,9 +132,14 @@ def training_examples(
         prompt = prompts(record.get("language"))
         text_ids = label_tokens(tokenizer, timestamped if isinstance(timestamped, str) else label)
         example = Example(record["id"], record["audio"], audio_key(record["audio"]), text_ids, prompt)
-        if len(example.sequence(keep_timestamps=True)[0]) - 1 > max_positions:
+        length = len(example.sequence(keep_timestamps=True)[0]) - 1
+        if length > max_positions:
             skipped[f"label over {max_positions} tokens"] += 1
             continue
+        previous = labels.get(record.get("previous"))
+        room = min(MAX_PREVIOUS_TOKENS, max_positions - length) - 1  # one position for <|startofprev|>
+        if previous and room > 0 and prompt.previous is not None:
+            example.previous_ids = label_tokens(tokenizer, previous)[-room:]
         examples.append(example)
     return examples, skipped
 
@@ -237,6 +258,11 @@ def keep_timestamps(seed: int, epoch: int, index: int, probability: float) -> bo
     return bool(np.random.default_rng([seed, epoch, index]).random() < probability)
 
 
+def keep_previous(seed: int, epoch: int, index: int, probability: float) -> bool:
+    """The per-utterance, per-epoch draw of prompting with the previous text (independent of the one above)."""
+    return bool(np.random.default_rng([seed, epoch, index, 1]).random() < probability)
+
+
 def epoch_batches(n_examples: int, batch_size: int, epoch: int, seed: int, rank: int, world: int) -> list:
     """This process's batches of example indices for EPOCH: a seeded shuffle, split across processes.
 
@@ -295,20 +321,20 @@ def teacher_key(example: Example, sequence: list[int]) -> str:
 class Collator:
     """Turns a list of examples into a Batch for one epoch (the epoch seeds the timestamp draws)."""
 
-    def __init__(self, examples, cache, teacher_cache, feature_extractor, seed, probability, epoch=0):
+    def __init__(
+        self, examples, cache, teacher_cache, feature_extractor, seed, probability, epoch=0, prompt=0.0
+    ):
         self.examples, self.cache, self.teacher_cache = examples, cache, teacher_cache
-        self.feature_extractor, self.seed, self.probability, self.epoch = (
-            feature_extractor,
-            seed,
-            probability,
-            epoch,
-        )
+        self.feature_extractor, self.seed, self.epoch = feature_extractor, seed, epoch
+        self.probability, self.prompt_probability = probability, prompt
 
     def sequences(self, indices: Sequence[int]) -> list[tuple[list[int], int]]:
-        return [
-            self.examples[i].sequence(keep_timestamps(self.seed, self.epoch, i, self.probability))
+        draws = [
+            (keep_timestamps(self.seed, self.epoch, i, self.probability),
+             keep_previous(self.seed, self.epoch, i, self.prompt_probability))
             for i in indices
-        ]
+        ]  # fmt: skip
+        return [self.examples[i].sequence(*draw) for i, draw in zip(indices, draws)]
 
     def __call__(self, indices: Sequence[int]) -> Batch:
         examples = [self.examples[i] for i in indices]

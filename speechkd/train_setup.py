@@ -222,12 +222,19 @@ def _encoder_entries(models: Models, config: DistillConfig, device: torch.device
     return compute
 
 
-def _sequences_to_cache(example: Example, probability: float) -> list[tuple[list[int], int]]:
-    """The decoder inputs an example can get: without timestamps, with them, or both."""
-    variants = [False] if probability < 1 or not example.has_timestamps else []
-    if probability > 0 and example.has_timestamps:
-        variants.append(True)
-    return [example.sequence(keep) for keep in variants]
+def _sequences_to_cache(example: Example, config: DistillConfig) -> list[tuple[list[int], int]]:
+    """The decoder inputs an example can get: with or without timestamps, with or without the previous text."""
+    return [
+        example.sequence(timestamps, previous)
+        for timestamps in _draws(config.timestamp_probability, example.has_timestamps)
+        for previous in _draws(config.prompt_probability, bool(example.previous_ids))
+    ]
+
+
+def _draws(probability: float, possible: bool) -> list[bool]:
+    """The outcomes a Bernoulli(PROBABILITY) draw can have when the option is POSSIBLE."""
+    outcomes = [False] if probability < 1 or not possible else []
+    return outcomes + [True] if probability > 0 and possible else outcomes
 
 
 @torch.no_grad()
@@ -236,7 +243,7 @@ def fill_teacher_cache(models, config, examples, cache, teacher_cache, device, p
     todo = [
         (e, s)
         for e in examples
-        for s in _sequences_to_cache(e, config.timestamp_probability)
+        for s in _sequences_to_cache(e, config)
         if teacher_key(e, s[0]) not in teacher_cache
     ]
     state_name = "encoder_states" if models.shared_encoder else "teacher_states"

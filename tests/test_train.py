@@ -20,7 +20,9 @@ from speechkd.student import CreateStudentConfig, create_student
 from speechkd.train import DistillConfig, distill
 from speechkd.train_data import (
     UtteranceCache,
+    Collator,
     epoch_batches,
+    keep_previous,
     keep_timestamps,
     make_prompt,
     pad_sequences,
@@ -87,6 +89,36 @@ def test_timestamps_are_kept_or_dropped(tokenizer):
     assert without[n_without:-1] == tokenizer.encode(" Hi.", add_special_tokens=False)
     draws = [keep_timestamps(seed=0, epoch=e, index=3, probability=0.5) for e in range(40)]
     assert draws == [keep_timestamps(0, e, 3, 0.5) for e in range(40)] and 5 < sum(draws) < 35
+
+
+def test_previous_clip_text_is_a_masked_prompt(tokenizer):
+    records = [
+        {"id": "c0", "audio": "/c0.wav", "teacher_text": "The first clip."},
+        {"id": "c1", "audio": "/c1.wav", "teacher_text": "The second one.", "previous": "c0"},
+        {"id": "c2", "audio": "/c2.wav", "teacher_text": "Its clip was dropped.", "previous": "gone"},
+        {"id": "c3", "audio": "/c3.wav", "teacher_text": "word " * 12, "previous": "c1"},
+        {"id": "c4", "audio": "/c4.wav", "teacher_text": "word " * 12, "previous": "c3"},
+    ]
+    examples, _ = _examples(tokenizer, records, max_positions=24)
+    ids = tokenizer.convert_tokens_to_ids
+    sequence, n_prompt = examples[1].sequence(keep_timestamps=False, with_previous=True)
+    assert sequence[0] == ids("<|startofprev|>")
+    assert tokenizer.decode(sequence[1 : n_prompt - 2]) == " The first clip."
+    assert sequence[n_prompt - 2 : n_prompt] == [ids("<|startoftranscript|>"), ids("<|notimestamps|>")]
+    assert tokenizer.decode(sequence[n_prompt:-1]) == " The second one."
+    _, labels = pad_sequences([(sequence, n_prompt)], pad_id=ids("<|endoftext|>"))
+    assert (labels[0, : n_prompt - 1] == IGNORE_INDEX).all()  # no loss on the previous text
+    assert labels[0, n_prompt - 1 :].tolist() == sequence[n_prompt:]
+    assert examples[0].sequence(False, with_previous=True) == examples[0].sequence(False)  # no previous clip
+    assert examples[2].previous_ids == []  # the clip it names was filtered out
+    long_sequence, _ = examples[4].sequence(False, with_previous=True)
+    assert len(long_sequence) - 1 == 24  # the previous text is cut from the front to fit
+    assert examples[4].previous_ids == examples[3].text_ids[-9:]
+    collator = Collator(examples, None, None, None, seed=0, probability=0.0, prompt=0.5)
+    prompted = [len(collator.sequences([1])[0][0]) > len(examples[1].sequence(False)[0]) for _ in range(1)]
+    draws = [keep_previous(0, e, 1, 0.5) for e in range(60)]
+    assert 10 < sum(draws) < 50 and draws != [keep_timestamps(0, e, 1, 0.5) for e in range(60)]
+    assert prompted == [keep_previous(0, 0, 1, 0.5)]
 
 
 def test_unusable_rows_are_counted_not_raised(tokenizer):

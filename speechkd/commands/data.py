@@ -55,6 +55,28 @@ def register(subparsers) -> None:
     imported.add_argument("--id-column", default=None, help="id column (default: file name or row index)")
     imported.add_argument("--speaker-column", default=None, help="speaker column, if any")
     imported.set_defaults(handler=run_import)
+    pack = actions.add_parser(
+        "pack",
+        help="pack consecutive short utterances into clips of up to 30 s",
+        description=(
+            "Concatenate utterances of the same speaker (grouped, manifest order within a speaker) into clips of at most "
+            "--max-seconds, as Distil-Whisper trains: one encoder pass then carries ~30 s of speech instead of "
+            "one short line, and the student learns long, multi-sentence labels. Writes OUTPUT_DIR/audio/*.flac, "
+            "OUTPUT_DIR/packed.jsonl (text / teacher_text joined when every part has one; `previous` names the "
+            "speaker's previous clip, for distill --prompt-probability; `parts` lists the utterance ids) and "
+            "summary.json. Unreadable utterances are skipped and listed. Rerunning reuses clips already written."
+        ),
+    )
+    pack.add_argument("manifests", nargs="+", type=Path, metavar="MANIFEST", help="input JSONL manifests")
+    pack.add_argument("--output-dir", required=True, type=Path, help="where packed.jsonl and audio/ go")
+    pack.add_argument("--max-seconds", type=float, default=30.0, help="longest clip (30: Whisper's window)")
+    pack.add_argument(
+        "--group-by",
+        default="speaker",
+        help="field whose value must match within a clip (speaker); 'none' packs across speakers",
+    )
+    pack.add_argument("--gap-seconds", type=float, default=0.0, help="silence between utterances (0)")
+    pack.set_defaults(handler=run_pack)
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -89,4 +111,23 @@ def run_import(args: argparse.Namespace) -> int:
     )
     write_manifest(args.output, records)
     print(f"wrote {len(records)} utterances from {args.source} to {args.output}")
+    return 0
+
+
+def run_pack(args: argparse.Namespace) -> int:
+    from speechkd.manifest import combine_manifests
+    from speechkd.packing import pack_manifest
+
+    if not 0 < args.max_seconds <= 30:
+        raise ValueError(f"--max-seconds must be in (0, 30], got {args.max_seconds}")
+    group = None if args.group_by.lower() == "none" else args.group_by
+    records = combine_manifests(args.manifests)
+    summary = pack_manifest(records, args.output_dir, args.max_seconds, group, args.gap_seconds)
+    for skipped in summary["skipped_utterances"][:10]:
+        print(f"skipped {skipped['id']}: {skipped['error']}")
+    print(
+        f"packed {summary['utterances']} utterances into {summary['clips']} clips "
+        f"({summary['hours']:.2f} h, mean {summary['mean_clip_seconds']:.1f} s) in {args.output_dir / 'packed.jsonl'}; "
+        f"{summary['skipped']} skipped"
+    )
     return 0

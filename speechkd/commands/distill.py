@@ -44,6 +44,16 @@ def register(subparsers) -> None:
         default=None,
         help="keep labels' timestamps with this probability (0.2)",
     )
+    data.add_argument(
+        "--prompt-probability",
+        type=float,
+        default=None,
+        help=(
+            "prompt a row with the text of the clip its `previous` field names (speechkd data pack writes it) "
+            "this often (0.2), so the student follows Whisper's previous-text conditioning when streaming or "
+            "transcribing long audio; prompts carry no loss and the teacher sees them too"
+        ),
+    )
 
     loss = parser.add_argument_group("loss")
     loss.add_argument("--ce-weight", type=float, default=None, help="weight of CE on pseudo-labels (0.8)")
