@@ -79,13 +79,16 @@ def test_demo_tiny_runs_every_stage_and_resumes(tmp_path, fotaq_dir):
 
     run_script("scripts/run.sh", "--config", "configs/demo-tiny.yaml", "--stop-stage", "3", cwd=work)
     run_dir = work / "runs" / "demo-tiny"
-    assert len((run_dir / "data" / "pseudo_label_input.jsonl").read_text().splitlines()) == 12
+    assert len((run_dir / "data" / "utterances.jsonl").read_text().splitlines()) == 12
+    clips = [json.loads(line) for line in (run_dir / "data" / "pseudo_label_input.jsonl").open()]
+    assert sum(len(c["parts"]) for c in clips) == 12 and len(clips) < 12  # packed into clips of <= 20 s
+    n = len(clips)
     summary = json.loads((run_dir / "pseudo_label" / "summary.json").read_text())
-    assert summary["finished"] and summary["n_utterances"] == 12
+    assert summary["finished"] and summary["n_utterances"] == n
     assert (run_dir / "pseudo_label" / "train.jsonl").exists()
     provenance = json.loads((run_dir / "student_init" / "speechkd.json").read_text())
     assert provenance["teacher"] == "bundled:tiny.en"
-    assert len(list((run_dir / "cache").glob("encoder-*/*.pt"))) == 12  # the teacher's, kept for distill
+    assert len(list((run_dir / "cache").glob("encoder-*/*.pt"))) == n  # the teacher's, kept for distill
 
     result = run_script("scripts/run.sh", "--config", "configs/demo-tiny.yaml", "--stage", "2", cwd=work)
     assert "already" in result.stderr  # finished stages are skipped, not redone
@@ -97,7 +100,7 @@ def test_demo_tiny_runs_every_stage_and_resumes(tmp_path, fotaq_dir):
     ):
         assert (run_dir / artefact).exists(), artefact
     folders = list((run_dir / "cache").glob("encoder-*"))
-    assert len(folders) == 1 and len(list(folders[0].glob("*.pt"))) == 12 + 6  # distill added the eval lines
+    assert len(folders) == 1 and len(list(folders[0].glob("*.pt"))) == n + 6  # distill added the eval lines
     metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
     assert metrics["n_utterances"] == 6
     assert metrics["speculative"] and metrics["comparison"]
