@@ -32,10 +32,12 @@ from speechkd.text import normalize, word_errors
 Transcriber = Callable[[list[np.ndarray]], list[str]]
 
 
-def speechkd_system(model_ref: str, batch_size: int, dtype: str = "float32") -> Transcriber:
+def speechkd_system(
+    model_ref: str, batch_size: int, dtype: str = "float32", language: str | None = None
+) -> Transcriber:
     """The stage's engine: length-grouped batches through speechkd.decoding."""
     model, processor = load_model(model_ref, device="cpu", dtype=dtype)
-    options = DecodingOptions(batch_size=batch_size)
+    options = DecodingOptions(batch_size=batch_size, language=language)
 
     def transcribe(audios: list[np.ndarray]) -> list[str]:
         texts = [""] * len(audios)

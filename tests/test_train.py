@@ -158,11 +158,15 @@ def test_utterance_cache_round_trip(tmp_path, on_disk):
 
 @pytest.fixture(scope="module")
 def run_inputs(tiny_en_dir, fotaq_dir, tmp_path_factory):
-    """A 2-layer tiny.en student, 6 FOTAQ train utterances whose transcripts stand in for pseudo-labels,
-    4 dev utterances, and an encoder cache shared by the runs of this module."""
+    """A 2-layer tiny.en student, 6 FOTAQ train utterances whose transcripts stand in for pseudo-labels (each
+    naming the one before as `previous`, for prompts), 3 dev utterances, and an encoder cache shared by the runs."""
     root = tmp_path_factory.mktemp("distill")
     create_student(CreateStudentConfig(teacher=str(tiny_en_dir), output_dir=str(root / "student")))
-    train = [r | {"teacher_text": r["text"]} for r in read_manifest(fotaq_dir / "train.jsonl")[:6]]
+    train = read_manifest(fotaq_dir / "train.jsonl")[:6]
+    train = [
+        r | {"teacher_text": r["text"]} | ({"previous": train[i - 1]["id"]} if i else {})
+        for i, r in enumerate(train)
+    ]
     write_manifest(root / "train.jsonl", train)
     write_manifest(root / "dev.jsonl", read_manifest(fotaq_dir / "dev.jsonl")[:3])
     return root
@@ -227,7 +231,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(run_inputs):
 
 @pytest.mark.slow
 def test_teacher_topk_cache_trains_without_running_the_teacher(run_inputs):
-    summary = distill(_config(run_inputs, "topk", teacher_topk=64, max_steps=2))
+    summary = distill(_config(run_inputs, "topk", teacher_topk=64, max_steps=2, prompt_probability=0.5))
     assert summary["steps"] == 2
     assert any(p.name.startswith("teacher-") for p in (run_inputs / "cache").iterdir())
 
