@@ -19,8 +19,8 @@ from speechkd.manifest import read_manifest, write_manifest
 from speechkd.student import CreateStudentConfig, create_student
 from speechkd.train import DistillConfig, distill
 from speechkd.train_data import (
-    UtteranceCache,
     Collator,
+    UtteranceCache,
     epoch_batches,
     keep_previous,
     keep_timestamps,
