@@ -1,7 +1,8 @@
 """Distillation losses: CE on pseudo-labels + T²-scaled KL to the teacher (+ optional hidden-state MSE).
 
 Every term is averaged over real label tokens (label != -100) and computed in float32, so a bf16 forward
-pass does not round the teacher's small probabilities away.
+pass does not round the teacher's small probabilities away. Logits come as [B, L, vocab] with [B, L] labels,
+or already gathered at the label tokens: [n, vocab] with [n] labels.
 """
 
 from __future__ import annotations
@@ -54,10 +55,9 @@ def label_mask(labels: torch.Tensor) -> torch.Tensor:
 
 
 def cross_entropy(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean token cross-entropy of the student on the labels."""
-    return F.cross_entropy(
-        student_logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="mean"
-    )
+    """Mean token cross-entropy of the student on the labels (logits [..., vocab], labels [...])."""
+    logits = student_logits.float().reshape(-1, student_logits.shape[-1])
+    return F.cross_entropy(logits, labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="mean")
 
 
 def kl_divergence(

@@ -9,7 +9,7 @@ import json
 import math
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from speechkd.config import ConfigError, config_to_dict
 from speechkd.decoding import DecodingOptions, decode_short_form
-from speechkd.losses import LossTerms, LossWeights, distillation_loss, hidden_state_mse
+from speechkd.losses import LossTerms, LossWeights, distillation_loss, hidden_state_mse, label_mask
 from speechkd.manifest import atomic_write_text
 from speechkd.models import pick_device
 from speechkd.text import normalize, word_errors
@@ -135,15 +135,18 @@ def batch_losses(student, models: Models, batch: Batch, weights: LossWeights) ->
             with torch.no_grad():
                 states = models.student.model.encoder(batch.features.to(models.student.dtype))[0]
         encoder_inputs = {"encoder_outputs": (states.to(models.student.dtype),)}
-    out = student(
-        **encoder_inputs,
-        decoder_input_ids=batch.decoder_input_ids,
-        output_hidden_states=hidden,
-        use_cache=False,
-    )
+    mask = label_mask(batch.labels)
+    with logits_at(models.student, mask):
+        out = student(
+            **encoder_inputs,
+            decoder_input_ids=batch.decoder_input_ids,
+            output_hidden_states=hidden,
+            use_cache=False,
+        )
     teacher_out = None
     if batch.teacher_topk is None and models.teacher is not None:
-        teacher_out = _teacher_forward(models, batch, out.encoder_last_hidden_state, hidden)
+        with logits_at(models.teacher, mask):
+            teacher_out = _teacher_forward(models, batch, out.encoder_last_hidden_state, hidden)
     mse = None
     if hidden:
         mse = hidden_state_mse(
@@ -151,12 +154,26 @@ def batch_losses(student, models: Models, batch: Batch, weights: LossWeights) ->
         )
     return distillation_loss(
         out.logits,
-        batch.labels,
+        batch.labels[mask],
         weights,
         teacher_logits=teacher_out.logits if teacher_out is not None else None,
         teacher_topk=batch.teacher_topk,
         mse=mse,
     )
+
+
+@contextmanager
+def logits_at(model, mask: torch.Tensor):
+    """MODEL's forward returns logits only at MASK ([B, L] -> [n, vocab], row-major), the real label tokens.
+
+    The vocabulary projection (and the float32 softmaxes after it) is most of a small decoder's step; prompt
+    and padding positions carry no loss, so they are not projected at all.
+    """
+    handle = model.proj_out.register_forward_pre_hook(lambda _, args: (args[0][mask],))
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def _frozen(student) -> bool:

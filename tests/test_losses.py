@@ -136,3 +136,33 @@ def test_kl_without_a_teacher_is_refused(logits):
         distillation_loss(student, LABELS, LossWeights())
     terms = distillation_loss(student, LABELS, LossWeights(ce=1.0, kl=0.0))
     assert terms.loss.item() == pytest.approx(cross_entropy(student, LABELS).item())
+
+
+def test_logits_at_label_tokens_give_the_same_loss_as_full_logits(tiny_en_dir):
+    from transformers import WhisperForConditionalGeneration
+
+    from speechkd.train import logits_at
+
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration.from_pretrained(tiny_en_dir).eval()
+    states = torch.randn(2, 1500, model.config.d_model)
+    inputs = torch.randint(0, 1000, (2, 7))
+    labels = torch.tensor(
+        [[IGNORE_INDEX, IGNORE_INDEX, 5, 6, 7, 8, 9], [IGNORE_INDEX, 3, 4, IGNORE_INDEX] + [IGNORE_INDEX] * 3]
+    )
+    with torch.no_grad():
+        full = model(encoder_outputs=(states,), decoder_input_ids=inputs).logits
+        with logits_at(model, labels != IGNORE_INDEX):
+            gathered = model(encoder_outputs=(states,), decoder_input_ids=inputs).logits
+    assert gathered.shape == (7, model.config.vocab_size)
+    assert torch.allclose(gathered, full[labels != IGNORE_INDEX], atol=1e-4)
+    teacher = full.flip(-1)
+    weights = LossWeights()
+    whole = distillation_loss(full, labels, weights, teacher_logits=teacher)
+    part = distillation_loss(
+        gathered, labels[labels != IGNORE_INDEX], weights, teacher_logits=teacher[labels != IGNORE_INDEX]
+    )
+    assert torch.allclose(whole.loss, part.loss, atol=1e-4) and whole.n_tokens == part.n_tokens == 7
+    assert (
+        model(encoder_outputs=(states,), decoder_input_ids=inputs).logits.shape == full.shape
+    )  # hook removed
