@@ -43,7 +43,7 @@ from speechkd.train_setup import Models, load_models, make_optimizer, prepare_da
 RUN_DEFINING = (
     "teacher student train_manifest label_field language task ce_weight kl_weight temperature mse_weight "
     "learning_rate weight_decay warmup_steps lr_schedule max_grad_norm batch_size gradient_accumulation_steps "
-    "max_steps epochs freeze_encoder freeze_embed_positions freeze_embed_tokens timestamp_probability prompt_probability teacher_topk seed"
+    "max_steps epochs freeze_encoder freeze_embed_positions freeze_embed_tokens timestamp_probability prompt_probability prompt_max_tokens teacher_topk seed"
 ).split()
 
 
@@ -81,6 +81,7 @@ class DistillConfig:
     )
     timestamp_probability: float = 0.2
     prompt_probability: float = 0.2  # rows with a `previous` clip get its text as prompt this often
+    prompt_max_tokens: int = 224  # the prompt's length cap, <|startofprev|> included (Whisper: 224)
     encoder_cache: str = "disk"  # disk | memory | none
     teacher_topk: int = 0  # > 0: cache the teacher's top-k tempered log-probs; steps then skip the teacher
     cache_dir: str | None = None  # default OUTPUT_DIR/cache; entries are keyed by audio and model weights
@@ -111,6 +112,8 @@ class DistillConfig:
             raise ConfigError(f"distill: lr_schedule must be linear or constant, not {self.lr_schedule!r}")
         if self.teacher_topk and (self.encoder_cache == "none" or not self.freeze_encoder or self.mse_weight):
             raise ConfigError("distill: teacher_topk needs a frozen, cached encoder and no hidden-state loss")
+        if self.prompt_max_tokens < 2:
+            raise ConfigError("distill: prompt_max_tokens must be at least 2 (<|startofprev|> and one token)")
         for name in ("timestamp_probability", "prompt_probability"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"distill: {name} must lie in [0, 1]")

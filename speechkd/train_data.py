@@ -111,12 +111,13 @@ def training_examples(
     prompts: Callable[[str | None], Prompt],
     label_field: str,
     max_positions: int,
+    max_previous: int = MAX_PREVIOUS_TOKENS,
 ) -> tuple[list[Example], Counter]:
     """Examples for the rows that carry a usable label; the rest are counted by reason, never raised on.
 
     Where a row also has LABEL_FIELD + "_timestamped" (the label with <|t|> tokens), that one is used. A row
     whose `previous` names another row (`speechkd data pack` writes it) gets that row's label as previous text,
-    cut from the front to fit the prompt budget.
+    cut from the front to MAX_PREVIOUS tokens (with <|startofprev|>) and to fit MAX_POSITIONS.
     """
     examples, skipped = [], Counter()
     labels = {r["id"]: r[label_field] for r in records if isinstance(r.get(label_field), str)}
@@ -137,7 +138,7 @@ def training_examples(
             skipped[f"label over {max_positions} tokens"] += 1
             continue
         previous = labels.get(record.get("previous"))
-        room = min(MAX_PREVIOUS_TOKENS, max_positions - length) - 1  # one position for <|startofprev|>
+        room = min(max_previous, max_positions - length) - 1  # one position for <|startofprev|>
         if previous and room > 0 and prompt.previous is not None:
             example.previous_ids = label_tokens(tokenizer, previous)[-room:]
         examples.append(example)

@@ -186,7 +186,12 @@ def _examples(config: DistillConfig, models: Models) -> tuple[list[Example], lis
         raise ConfigError(f"{config.train_manifest}: the training manifest has no rows")
     max_positions = student.config.max_target_positions
     train, skipped = training_examples(
-        records, models.processor.tokenizer, prompt_for, config.label_field, max_positions
+        records,
+        models.processor.tokenizer,
+        prompt_for,
+        config.label_field,
+        max_positions,
+        config.prompt_max_tokens,
     )
     if not train:
         raise ConfigError(f"{config.train_manifest}: no usable rows out of {len(records)}: {dict(skipped)}")

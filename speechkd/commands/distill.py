@@ -54,6 +54,12 @@ def register(subparsers) -> None:
             "transcribing long audio; prompts carry no loss and the teacher sees them too"
         ),
     )
+    data.add_argument(
+        "--prompt-max-tokens",
+        type=int,
+        default=None,
+        help="longest prompt, <|startofprev|> included, keeping its end (224; streaming's 200 characters ~50)",
+    )
 
     loss = parser.add_argument_group("loss")
     loss.add_argument("--ce-weight", type=float, default=None, help="weight of CE on pseudo-labels (0.8)")
