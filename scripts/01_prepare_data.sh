@@ -9,7 +9,8 @@ Usage: scripts/01_prepare_data.sh --config FILE [--run-dir DIR] [--dry-run]
 Writes RUN_DIR/data/pseudo_label_input.jsonl (what the teacher transcribes) and RUN_DIR/data/eval.jsonl.
 Config keys (section run.data): prepare (bundled corpus name, e.g. fotaq), data_dir, pseudo_label_inputs and
 eval_manifests (manifest paths), pseudo_label_n / eval_n (random subset sizes; empty = all), seed;
-or hf_train / hf_eval (Hugging Face dataset source) with hf_train_split, hf_eval_split, hf_text_column.
+or hf_train / hf_eval (Hugging Face dataset source) with hf_train_split, hf_eval_split, hf_text_column,
+hf_speaker_column.
 With pack_seconds (e.g. 30), the teacher's input is packed first: one speaker's utterances concatenated into
 clips of up to that length (`speechkd data pack`, grouped by pack_group_by, default speaker) in RUN_DIR/data/packed.
 USAGE
@@ -24,8 +25,9 @@ fi
 hf_train=$(cfg run.data.hf_train "")
 if [ -n "$hf_train" ]; then
   text_column=$(cfg run.data.hf_text_column text)
+  speaker_column=$(cfg run.data.hf_speaker_column "")
   run speechkd data import "$hf_train" --split "$(cfg run.data.hf_train_split train)" \
-    --text-column "$text_column" --output "$data_dir/hf_train.jsonl"
+    --text-column "$text_column" ${speaker_column:+--speaker-column "$speaker_column"} --output "$data_dir/hf_train.jsonl"
   run speechkd data import "$(cfg run.data.hf_eval)" --split "$(cfg run.data.hf_eval_split validation)" \
     --text-column "$text_column" --output "$data_dir/hf_eval.jsonl"
 fi
