@@ -126,8 +126,13 @@ class DistillConfig:
 # ---------------------------------------------------------------------------- one batch
 
 
-def batch_losses(student, models: Models, batch: Batch, weights: LossWeights) -> LossTerms:
-    """Student forward, teacher forward on exactly the same decoder inputs (unless cached), loss terms."""
+def batch_losses(
+    student, models: Models, batch: Batch, weights: LossWeights, label_logits_only: bool = True
+) -> LossTerms:
+    """Student forward, teacher forward on exactly the same decoder inputs (unless cached), loss terms.
+
+    LABEL_LOGITS_ONLY=False projects every position to the vocabulary, as the reference scripts do (benchmarks).
+    """
     hidden = bool(models.layer_pairs)
     if batch.encoder_states is None and batch.features is not None and not _frozen(models.student):
         # a trainable encoder runs inside the (possibly DDP-wrapped) student
@@ -139,6 +144,8 @@ def batch_losses(student, models: Models, batch: Batch, weights: LossWeights) ->
                 states = models.student.model.encoder(batch.features.to(models.student.dtype))[0]
         encoder_inputs = {"encoder_outputs": (states.to(models.student.dtype),)}
     mask = label_mask(batch.labels)
+    if not label_logits_only:
+        mask = torch.ones_like(mask)  # every position projected; the losses still skip prompt and padding
     with logits_at(models.student, mask):
         out = student(
             **encoder_inputs,
