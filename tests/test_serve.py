@@ -167,7 +167,8 @@ def test_refuses_audio_before_start_and_bad_control_messages(tiny_en):
 def test_ends_a_session_past_its_length_limit(tiny_en):
     with running_server(tiny_en, max_session_seconds=1.0) as (server, port):
         client = open_session(port)
-        send_audio(client, np.zeros(32000, np.float32))
+        with contextlib.suppress(ConnectionClosed):  # the server may close before the last frame is sent
+            send_audio(client, np.zeros(32000, np.float32))
         assert close_code(client) == 1008
         assert wait_until(lambda: not server.sessions)
 
