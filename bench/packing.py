@@ -51,7 +51,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         pack_manifest(records, folder, progress=False)
         clips = read_manifest(Path(folder) / "packed.jsonl")
-        clip_audio = [load_audio(c["audio"]) for c in clips]
+        clip_audio = {c["id"]: load_audio(c["audio"]) for c in clips}
     line_audio = {r["id"]: load_audio(r["audio"]) for r in records}
     transcribe = speechkd_system(args.model, args.batch_size, language=args.language)
 
@@ -61,7 +61,7 @@ def main() -> None:
         return [" ".join(texts[p] for p in c["parts"]) for c in block]
 
     def packed(block: list[dict]) -> list[str]:
-        return transcribe([clip_audio[clips.index(c)] for c in block])
+        return transcribe([clip_audio[c["id"]] for c in block])
 
     systems = {"one line per input": unpacked, "packed to 30 s": packed}
     results = {name: {"wall": 0.0, "texts": []} for name in systems}
@@ -77,7 +77,7 @@ def main() -> None:
             f"block {b + 1}/{args.blocks}: " + ", ".join(f"{n} {r['wall']:.0f} s" for n, r in results.items())
         )
 
-    seconds = sum(len(a) for a in clip_audio) / SAMPLE_RATE
+    seconds = sum(len(a) for a in clip_audio.values()) / SAMPLE_RATE
     references = [normalize(" ".join(by_id[p]["text"] for p in c["parts"])) for c in clips]
     base = results["one line per input"]["wall"]
     print(f"\n{len(records)} lines of {args.manifest} (seed {args.seed}) = {len(clips)} clips, {seconds:.0f} s of "
