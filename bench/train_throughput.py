@@ -110,7 +110,7 @@ def main() -> None:
         audios, sampling_rate=SAMPLE_RATE, return_tensors="pt"
     ).input_features
     labels_only = Collator(examples, None, None, None, seed=0, probability=0.0)
-    labels_only.load_features = lambda chosen: features[[examples.index(e) for e in chosen]]
+    labels_only.load_features = lambda chosen: (features[[examples.index(e) for e in chosen]], None)
 
     cache, teacher_cache = UtteranceCache(work / "encoder"), UtteranceCache(work / "teacher")
     started = time.perf_counter()

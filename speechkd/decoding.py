@@ -13,6 +13,7 @@ import torch
 from transformers.modeling_outputs import BaseModelOutput
 
 from speechkd.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
+from speechkd.encoder_window import cut_features
 from speechkd.text import compression_ratio
 
 WINDOW_SECONDS = 30.0
@@ -118,10 +119,10 @@ def decode_short_form(
         list(audios), sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True
     )
     features = inputs.input_features.to(device, dtype)
-    if encoder_states is None:
-        encoder_states = model.get_encoder()(features).last_hidden_state
-    encoder_states = encoder_states.to(device, dtype)
     durations = [len(a) / SAMPLE_RATE for a in audios]
+    if encoder_states is None:
+        encoder_states = model.get_encoder()(cut_features(model, features, max(durations))).last_hidden_state
+    encoder_states = encoder_states.to(device, dtype)
     limit = model.config.max_target_positions - 8
     budget = max(token_budget(d, options, limit) for d in durations)
     output = model.generate(

@@ -155,6 +155,8 @@ def load_model(ref: str, device: str | torch.device | None = None, dtype: str = 
     """Load (model, processor) for REF, in eval mode on DEVICE."""
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
+    from speechkd.encoder_window import apply_window
+
     location = resolve_model(ref)
     device = device if isinstance(device, torch.device) else pick_device(device)
     try:
@@ -163,7 +165,7 @@ def load_model(ref: str, device: str | torch.device | None = None, dtype: str = 
     except OSError as error:
         hint = " (offline: HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
         raise ModelError(f"could not load model {ref!r}{hint}: {error}") from error
-    return model.to(device).eval(), processor
+    return apply_window(model).to(device).eval(), processor
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from speechkd.config import ConfigError
+from speechkd.encoder_window import WINDOWS, apply_window, set_window, window_of
 from speechkd.models import count_parameters, load_model, resolve_model
 
 PROVENANCE_FILE = "speechkd.json"
@@ -27,6 +28,7 @@ class CreateStudentConfig:
     decoder_layers: int | None = 2  # ignored when layer_ids is given
     layer_ids: tuple[int, ...] | None = None  # teacher decoder layers to keep, e.g. (0, 5)
     encoder_layers: int | None = None  # None: the whole teacher encoder (the paper's advice)
+    encoder_window: str | None = None  # "audio": encode the audio's length, not 30 s (None: the teacher's)
     overwrite: bool = False
 
     def __post_init__(self):
@@ -36,6 +38,10 @@ class CreateStudentConfig:
             raise ConfigError("create_student: an output directory is required (--output-dir DIR)")
         if self.layer_ids is not None:
             object.__setattr__(self, "layer_ids", tuple(int(i) for i in self.layer_ids))
+        if self.encoder_window not in (None, *WINDOWS):
+            raise ConfigError(
+                f"create_student: encoder_window must be one of {', '.join(WINDOWS)}, not {self.encoder_window!r}"
+            )
 
 
 def spaced_layer_ids(n_teacher: int, n_student: int) -> list[int]:
@@ -91,7 +97,7 @@ def build_student(teacher, decoder_map: list[int], encoder_map: list[int]):
     config = WhisperConfig.from_dict(teacher.config.to_dict())
     config.decoder_layers = len(decoder_map)
     config.encoder_layers = len(encoder_map)
-    student = WhisperForConditionalGeneration(config).to(teacher.dtype)
+    student = apply_window(WhisperForConditionalGeneration(config).to(teacher.dtype))
     student.load_state_dict(_student_state(teacher.state_dict(), decoder_map, encoder_map), strict=True)
     student.generation_config = type(teacher.generation_config).from_dict(teacher.generation_config.to_dict())
     student.generation_config.forced_decoder_ids = None  # stale: language/task are passed to generate
@@ -123,12 +129,14 @@ def create_student(config: CreateStudentConfig) -> dict:
         decoder_map = spaced_layer_ids(n_dec, config.decoder_layers or 2)
     encoder_map = spaced_layer_ids(n_enc, config.encoder_layers or n_enc)
     student, heads_source = build_student(teacher, decoder_map, encoder_map)
+    set_window(student, config.encoder_window or window_of(teacher))
     provenance = {
         "stage": "create-student",
         "teacher": config.teacher,
         "teacher_path": resolve_model(config.teacher),
         "decoder_layer_map": decoder_map,
         "encoder_layer_map": encoder_map,
+        "encoder_window": window_of(student),
         "alignment_heads": student.generation_config.alignment_heads,
         "alignment_heads_source": heads_source,
         "parameters": {"teacher": _parameter_counts(teacher), "student": _parameter_counts(student)},

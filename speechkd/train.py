@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from speechkd.config import ConfigError, config_to_dict
 from speechkd.decoding import DecodingOptions, decode_short_form
+from speechkd.encoder_window import cut_features
 from speechkd.losses import LossTerms, LossWeights, distillation_loss, hidden_state_mse, label_mask
 from speechkd.manifest import atomic_write_text
 from speechkd.models import pick_device
@@ -135,8 +136,11 @@ def batch_losses(
     """
     hidden = bool(models.layer_pairs)
     if batch.encoder_states is None and batch.features is not None and not _frozen(models.student):
-        # a trainable encoder runs inside the (possibly DDP-wrapped) student
-        encoder_inputs = {"input_features": batch.features.to(models.student.dtype)}
+        # a trainable encoder runs inside the (possibly DDP-wrapped) student, on its window of the features
+        features = batch.features
+        if batch.durations:
+            features = cut_features(models.student, features, max(batch.durations))
+        encoder_inputs = {"input_features": features.to(models.student.dtype)}
     else:
         states = batch.encoder_states
         if states is None:

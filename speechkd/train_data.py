@@ -288,6 +288,7 @@ class Batch:
     teacher_states: torch.Tensor | None = None  # the teacher's own encoder output, when not shared
     features: torch.Tensor | None = None  # log-mel input, when the student's encoder runs every step
     teacher_topk: TopKTargets | None = None
+    durations: list[float] | None = None  # seconds of audio per row (an audio-window student's encoder input)
 
     def to(self, device: torch.device) -> Batch:
         moved = {
@@ -297,7 +298,7 @@ class Batch:
         topk = self.teacher_topk
         if topk is not None:
             topk = TopKTargets(*(t.to(device) for t in (topk.token_ids, topk.logprobs, topk.rest_logprob)))
-        return Batch(self.ids, teacher_topk=topk, **moved)
+        return Batch(self.ids, teacher_topk=topk, durations=self.durations, **moved)
 
 
 def pad_sequences(
@@ -347,8 +348,9 @@ class Collator:
             for name in ("encoder_states", "teacher_states", "features"):
                 if name in entries[0]:
                     setattr(batch, name, torch.stack([entry[name] for entry in entries]))
+            batch.durations = [float(entry["duration"]) for entry in entries]
         else:
-            batch.features = self.load_features(examples)
+            batch.features, batch.durations = self.load_features(examples)
         if self.teacher_cache is not None:
             parts = [self.teacher_cache.get(teacher_key(e, s[0])) for e, s in zip(examples, sequences)]
             batch.teacher_topk = TopKTargets(
@@ -360,7 +362,8 @@ class Collator:
         loaded, audios, errors = load_clips(examples)
         if errors:  # the pre-pass checked every file, so this one changed since
             raise AudioError(examples[0].audio, "; ".join(errors.values()))
-        return self.feature_extractor(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+        features = self.feature_extractor(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+        return features, [len(audio) / SAMPLE_RATE for audio in audios]
 
 
 def micro_batches(n_examples: int, collator: Collator, config, start: tuple[int, int], rank: int, world: int):

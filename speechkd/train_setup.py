@@ -15,6 +15,7 @@ from speechkd.audio import SAMPLE_RATE
 from speechkd.config import ConfigError
 from speechkd.losses import topk_targets
 from speechkd.manifest import read_manifest
+from speechkd.encoder_window import window_of
 from speechkd.models import load_model, resolve_model
 from speechkd.train_data import (
     Example,
@@ -59,6 +60,11 @@ def load_models(config: DistillConfig, device: torch.device, mixed_precision: st
             raise ConfigError(
                 "teacher and student vocabularies differ: the student must come from the teacher"
             )
+    if config.freeze_encoder and window_of(student) == "audio":
+        raise ConfigError(
+            f"distill: {config.student} encodes audio-length windows (create-student --encoder-window audio), "
+            "which its encoder has to learn: set freeze_encoder: false (--no-freeze-encoder)"
+        )
     student.requires_grad_(True)
     if config.freeze_encoder:
         student.model.encoder.requires_grad_(False)

@@ -274,3 +274,23 @@ def test_two_processes_under_accelerate_launch(run_inputs):
     summary = json.loads((root / "ddp" / "metrics.json").read_text())
     assert summary["steps"] == 2
     assert (root / "ddp" / "checkpoints" / "step-2" / "rng-1.pt").exists()  # one RNG state per process
+
+
+@pytest.mark.slow
+def test_audio_window_student_trains_its_encoder(run_inputs, tiny_en_dir):
+    from speechkd.encoder_window import window_of
+    from speechkd.models import load_model
+
+    root = run_inputs
+    create_student(
+        CreateStudentConfig(teacher=str(tiny_en_dir), output_dir=str(root / "window"), encoder_window="audio")
+    )
+    with pytest.raises(ConfigError, match="freeze_encoder: false"):
+        distill(_config(root, "window-frozen", student=str(root / "window")))
+    summary = distill(_config(root, "window-run", student=str(root / "window"), freeze_encoder=False, max_steps=2))
+    assert summary["steps"] == 2 and not summary["shared_encoder"]
+    trained, _ = load_model(str(root / "window-run" / "final"), device="cpu")
+    untrained, _ = load_model(str(root / "window"), device="cpu")
+    assert window_of(trained) == "audio"
+    before, after = untrained.model.encoder.layers[0].fc1.weight, trained.model.encoder.layers[0].fc1.weight
+    assert not torch.equal(before, after)
