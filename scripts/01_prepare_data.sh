@@ -12,7 +12,9 @@ eval_manifests (manifest paths), pseudo_label_n / eval_n (random subset sizes; e
 or hf_train / hf_eval (Hugging Face dataset source) with hf_train_split, hf_eval_split, hf_text_column,
 hf_speaker_column.
 With pack_seconds (e.g. 30), the teacher's input is packed first: one speaker's utterances concatenated into
-clips of up to that length (`speechkd data pack`, grouped by pack_group_by, default speaker) in RUN_DIR/data/packed.
+clips of up to that length (`speechkd data pack`, grouped by pack_group_by, default speaker) in RUN_DIR/data/packed;
+unpacked_n more of the same utterances (a seeded draw) join the clips on their own, so the student also sees
+short single lines.
 USAGE
 }
 parse_common "$@"
@@ -46,6 +48,14 @@ else
     ${pl_n:+--n "$pl_n"}
   run speechkd data pack "$run_dir/data/utterances.jsonl" --output-dir "$run_dir/data/packed" \
     --max-seconds "$pack_seconds" --group-by "$(cfg run.data.pack_group_by speaker)"
-  run speechkd data subset "$run_dir/data/packed/packed.jsonl" --output "$run_dir/data/pseudo_label_input.jsonl"
+  unpacked_n=$(cfg run.data.unpacked_n "")
+  singles=()
+  if [ -n "$unpacked_n" ]; then
+    run speechkd data subset "$run_dir/data/utterances.jsonl" --output "$run_dir/data/unpacked.jsonl" \
+      --seed "$seed" --n "$unpacked_n"
+    singles=("$run_dir/data/unpacked.jsonl")
+  fi
+  run speechkd data subset "$run_dir/data/packed/packed.jsonl" "${singles[@]}" \
+    --output "$run_dir/data/pseudo_label_input.jsonl"
 fi
 run speechkd data subset "${evals[@]}" --output "$run_dir/data/eval.jsonl" --seed "$seed" ${eval_n:+--n "$eval_n"}

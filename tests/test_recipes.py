@@ -81,7 +81,9 @@ def test_demo_tiny_runs_every_stage_and_resumes(tmp_path, fotaq_dir):
     run_dir = work / "runs" / "demo-tiny"
     assert len((run_dir / "data" / "utterances.jsonl").read_text().splitlines()) == 12
     clips = [json.loads(line) for line in (run_dir / "data" / "pseudo_label_input.jsonl").open()]
-    assert sum(len(c["parts"]) for c in clips) == 12 and len(clips) < 12  # packed into clips of <= 20 s
+    packed = [c for c in clips if "parts" in c]
+    assert sum(len(c["parts"]) for c in packed) == 12 and len(packed) < 12  # packed into clips of <= 20 s
+    assert len(clips) - len(packed) == 2  # unpacked_n: 2 single lines besides
     n = len(clips)
     summary = json.loads((run_dir / "pseudo_label" / "summary.json").read_text())
     assert summary["finished"] and summary["n_utterances"] == n
