@@ -56,11 +56,11 @@ def test_window_encoder_is_whisper_on_30_s_and_takes_shorter_input(tiny_en_dir):
         set_window(model, "short")
 
 
-def test_window_is_the_audio_plus_a_second_in_whole_seconds(tiny_en_dir, window_student):
+def test_window_is_the_audio_plus_two_seconds_in_whole_seconds(tiny_en_dir, window_student):
     teacher, _ = load_model(str(tiny_en_dir), device="cpu")
     student, _ = load_model(str(window_student), device="cpu")
     assert window_frames(teacher, 2.0) == 3000
-    assert [window_frames(student, d) for d in (0.3, 2.0, 2.01, 28.5, 40.0)] == [200, 300, 400, 3000, 3000]
+    assert [window_frames(student, d) for d in (0.3, 2.0, 2.01, 28.5, 40.0)] == [300, 400, 500, 3000, 3000]
 
 
 def test_create_student_records_the_window_and_decoding_uses_it(window_student, fotaq_dev_records):
@@ -84,7 +84,7 @@ def test_training_step_encodes_the_batch_window(window_student):
     batch = Batch(["a", "b"], inputs, labels, features=torch.randn(2, 80, 3000), durations=[2.0, 3.4])
     terms = batch_losses(student.train(), Models(student, None, processor, False, []), batch, LossWeights(1, 0, 1, 0))
     terms.loss.backward()
-    assert frames == [500]
+    assert frames == [600]
     assert student.get_encoder().layers[0].fc1.weight.grad is not None
 
 

@@ -16,7 +16,7 @@ def register(subparsers) -> None:
             "kept (or the ones named by --layer-ids). Writes a transformers checkpoint, the processor and "
             "speechkd.json (teacher, layer map, parameter counts) into --output-dir. On CPU the encoder is most "
             "of the cost of short inputs: --encoder-window audio makes a student that encodes only the audio "
-            "(plus 1 s) instead of 30 s, for streaming."
+            "(plus 2 s) instead of 30 s, for streaming."
         ),
     )
     parser.add_argument(
@@ -43,7 +43,7 @@ def register(subparsers) -> None:
         choices=("padded", "audio"),
         default=None,
         help="padded: Whisper's 30 s input (default, the teacher's); audio: the student's encoder reads only the "
-        "audio plus 1 s, which makes short inputs (streaming buffers) much cheaper to encode, once distil has "
+        "audio plus 2 s, which makes short inputs (streaming buffers) much cheaper to encode, once distil has "
         "trained the encoder for it (freeze_encoder: false); an untrained Whisper loops on such input",
     )
     parser.add_argument(
