@@ -32,7 +32,10 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--models", nargs="+", required=True, help="model references")
     parser.add_argument(
-        "--manifest", type=Path, default=speechkd_home() / "data" / "fotaq" / "dev.jsonl", help="lines to decode"
+        "--manifest",
+        type=Path,
+        default=speechkd_home() / "data" / "fotaq" / "dev.jsonl",
+        help="lines to decode",
     )
     parser.add_argument("--limit", type=int, default=80, help="first N lines of the manifest (80)")
     parser.add_argument("--margins", type=float, nargs="+", default=[1.0, 2.0, 5.0], help="seconds (1 2 5)")
@@ -57,7 +60,9 @@ def run(model, processor, records, audios, margin: float | None, language: str |
         started = time.perf_counter()
         states = encoder(features.input_features[..., :frames]).last_hidden_state
         encoder_seconds += time.perf_counter() - started
-        hypotheses.append(decode_short_form(model, processor, [audio], options, encoder_states=states)[0].text)
+        hypotheses.append(
+            decode_short_form(model, processor, [audio], options, encoder_states=states)[0].text
+        )
     references = [normalize(r["text"], language) for r in records]
     wer = word_errors(references, [normalize(h, language) for h in hypotheses]).wer
     return {"wer": wer, "encoder_ms": 1000 * encoder_seconds / len(audios)}

@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from speechkd.decoding import (
     load_batch,
     utterance_duration,
 )
+from speechkd.encoder_window import window_of
 from speechkd.filters import FilterConfig, label_row
 from speechkd.manifest import atomic_write_json, read_manifest, write_manifest
 from speechkd.models import pick_device, resolve_model
@@ -273,6 +275,10 @@ def _encoder_cache(config: PseudoLabelConfig, model) -> UtteranceCache | None:
     """Where the teacher's encoder output goes: the folder `distill --cache-dir` reads for a student that
     kept the teacher's encoder (named by the encoder's weights, so another encoder never reads it)."""
     if config.encoder_cache_dir is None:
+        return None
+    if window_of(model) == "audio":  # its output's length follows each batch; distil needs the 30 s view
+        print(f"pseudo-label: {config.teacher} reads audio-length windows; its encoder output is not cached",
+              file=sys.stderr)  # fmt: skip
         return None
     return UtteranceCache(encoder_cache_folder(config.encoder_cache_dir, model.model.encoder))
 

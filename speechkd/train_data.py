@@ -362,7 +362,9 @@ class Collator:
         loaded, audios, errors = load_clips(examples)
         if errors:  # the pre-pass checked every file, so this one changed since
             raise AudioError(examples[0].audio, "; ".join(errors.values()))
-        features = self.feature_extractor(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+        features = self.feature_extractor(
+            audios, sampling_rate=SAMPLE_RATE, return_tensors="pt"
+        ).input_features
         return features, [len(audio) / SAMPLE_RATE for audio in audios]
 
 

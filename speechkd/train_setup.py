@@ -13,9 +13,9 @@ from tqdm.auto import tqdm
 
 from speechkd.audio import SAMPLE_RATE
 from speechkd.config import ConfigError
+from speechkd.encoder_window import window_of
 from speechkd.losses import topk_targets
 from speechkd.manifest import read_manifest
-from speechkd.encoder_window import window_of
 from speechkd.models import load_model, resolve_model
 from speechkd.train_data import (
     Example,

@@ -82,7 +82,9 @@ def test_training_step_encodes_the_batch_window(window_student):
     tokens = processor.tokenizer("<|startoftranscript|><|notimestamps|> hello there<|endoftext|>").input_ids
     inputs, labels = pad_sequences([(tokens, 2), (tokens, 2)], pad_id=tokens[-1])
     batch = Batch(["a", "b"], inputs, labels, features=torch.randn(2, 80, 3000), durations=[2.0, 3.4])
-    terms = batch_losses(student.train(), Models(student, None, processor, False, []), batch, LossWeights(1, 0, 1, 0))
+    terms = batch_losses(
+        student.train(), Models(student, None, processor, False, []), batch, LossWeights(1, 0, 1, 0)
+    )
     terms.loss.backward()
     assert frames == [600]
     assert student.get_encoder().layers[0].fc1.weight.grad is not None
@@ -93,3 +95,16 @@ def test_create_student_rejects_an_unknown_window(tiny_en_dir, tmp_path, capsys)
     with pytest.raises(SystemExit):
         main([*args, "--encoder-window", "short"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_pseudo_label_keeps_no_encoder_cache_for_a_window_teacher(window_student, tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from speechkd.pseudo_label import _encoder_cache
+
+    model, _ = load_model(str(window_student), device="cpu")
+    config = SimpleNamespace(teacher=str(window_student), encoder_cache_dir=str(tmp_path))
+    assert _encoder_cache(config, model) is None
+    assert "not cached" in capsys.readouterr().err
+    set_window(model, "padded")
+    assert _encoder_cache(config, model) is not None

@@ -287,7 +287,9 @@ def test_audio_window_student_trains_its_encoder(run_inputs, tiny_en_dir):
     )
     with pytest.raises(ConfigError, match="freeze_encoder: false"):
         distill(_config(root, "window-frozen", student=str(root / "window")))
-    summary = distill(_config(root, "window-run", student=str(root / "window"), freeze_encoder=False, max_steps=2))
+    summary = distill(
+        _config(root, "window-run", student=str(root / "window"), freeze_encoder=False, max_steps=2)
+    )
     assert summary["steps"] == 2 and not summary["shared_encoder"]
     trained, _ = load_model(str(root / "window-run" / "final"), device="cpu")
     untrained, _ = load_model(str(root / "window"), device="cpu")
