@@ -11,7 +11,6 @@ per utterance, on one thread by default; the rows of one model run back to back 
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import torch
 from speechkd.audio import SAMPLE_RATE, load_audio
 from speechkd.commands import quiet_transformers
 from speechkd.decoding import DecodingOptions, decode_short_form
-from speechkd.encoder_window import FRAMES_PER_SECOND, max_frames, set_window, window_of
+from speechkd.encoder_window import max_frames, set_window, window_frames, window_of
 from speechkd.manifest import read_manifest
 from speechkd.models import load_model, speechkd_home
 from speechkd.text import normalize, word_errors
@@ -44,10 +43,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def frames_for(duration: float, margin: float | None, most: int) -> int:
-    return most if margin is None else min(most, FRAMES_PER_SECOND * math.ceil(duration + margin))
-
-
 @torch.no_grad()
 def run(model, processor, records, audios, margin: float | None, language: str | None) -> dict:
     multilingual = getattr(model.generation_config, "is_multilingual", False)
@@ -56,7 +51,7 @@ def run(model, processor, records, audios, margin: float | None, language: str |
     hypotheses, encoder_seconds = [], 0.0
     for audio in audios:
         features = processor.feature_extractor([audio], sampling_rate=SAMPLE_RATE, return_tensors="pt")
-        frames = frames_for(len(audio) / SAMPLE_RATE, margin, most)
+        frames = most if margin is None else window_frames(model, len(audio) / SAMPLE_RATE, margin)
         started = time.perf_counter()
         states = encoder(features.input_features[..., :frames]).last_hidden_state
         encoder_seconds += time.perf_counter() - started

@@ -68,12 +68,12 @@ def apply_window(model):
     return set_window(model, window_of(model))
 
 
-def window_frames(model, duration: float) -> int:
-    """Log-mel frames MODEL's encoder reads for DURATION seconds of audio (3000 for a padded model)."""
+def window_frames(model, duration: float, pad: float = PAD_SECONDS) -> int:
+    """Log-mel frames MODEL's encoder reads for DURATION seconds of audio and PAD after (3000 when padded)."""
     most = max_frames(model.config)
     if window_of(model) != "audio":
         return most
-    return min(most, FRAMES_PER_SECOND * math.ceil(duration + PAD_SECONDS))
+    return min(most, FRAMES_PER_SECOND * math.ceil(duration + pad))
 
 
 def cut_features(model, features: torch.Tensor, duration: float) -> torch.Tensor:
