@@ -13,7 +13,7 @@ import torch
 from transformers.modeling_outputs import BaseModelOutput
 
 from speechkd.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
-from speechkd.encoder_window import cut_features
+from speechkd.encoder_window import cut_features, same_window_groups, window_frames
 from speechkd.text import compression_ratio
 
 WINDOW_SECONDS = 30.0
@@ -114,6 +114,18 @@ def decode_short_form(
     `generate_kwargs` go to `generate` as they are, e.g. `{"assistant_model": draft}` for speculative decoding.
     `encoder_states` (the clips' encoder output, e.g. a frozen encoder's cached output) skips the encoder.
     """
+    windows = [window_frames(model, len(a) / SAMPLE_RATE) for a in audios]
+    if encoder_states is None and len(set(windows)) > 1:
+        # an audio-window encoder reads the batch's window: decode each window on its own, so that an
+        # utterance's transcript never depends on its batch-mates
+        results: list[DecodingResult | None] = [None] * len(audios)
+        for group in same_window_groups(windows):
+            decoded = decode_short_form(
+                model, processor, [audios[i] for i in group], options, prompt_ids, generate_kwargs
+            )
+            for i, result in zip(group, decoded):
+                results[i] = result
+        return results
     device, dtype = model.device, model.dtype
     inputs = processor.feature_extractor(
         list(audios), sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True
@@ -124,7 +136,8 @@ def decode_short_form(
         encoder_states = model.get_encoder()(cut_features(model, features, max(durations))).last_hidden_state
     encoder_states = encoder_states.to(device, dtype)
     limit = model.config.max_target_positions - 8
-    budget = max(token_budget(d, options, limit) for d in durations)
+    budgets = [token_budget(d, options, limit) for d in durations]
+    budget = max(budgets)
     output = model.generate(
         encoder_outputs=BaseModelOutput(last_hidden_state=encoder_states),
         attention_mask=inputs.attention_mask.to(device),
@@ -142,7 +155,8 @@ def decode_short_form(
     sequences = output.sequences
     n_steps = len(output.scores)
     generated = sequences[:, sequences.shape[1] - n_steps :]
-    avg_logprobs = _average_logprobs(output, generated, model.generation_config.eos_token_id)
+    generated = _cut_to_budgets(generated, budgets, model.generation_config.eos_token_id)
+    avg_logprobs = _average_logprobs(output, generated, model.generation_config.eos_token_id, budgets)
     start = torch.full((len(audios), 1), model.generation_config.decoder_start_token_id, device=device)
     no_speech = _no_speech_probs(model, processor, start, encoder_states)
     results = []
@@ -164,6 +178,14 @@ def decode_short_form(
             )
         )
     return results
+
+
+def _cut_to_budgets(generated: torch.Tensor, budgets: Sequence[int], eos: int) -> torch.Tensor:
+    """Each row ends at its own token budget (as it would alone), not at the batch's longest clip's."""
+    generated = generated.clone()
+    for row, budget in enumerate(budgets):
+        generated[row, budget:] = eos
+    return generated
 
 
 def _split_token_times(output) -> tuple[Any, torch.Tensor | None]:
@@ -200,7 +222,7 @@ def _trim(tokens: list[int], eos: int) -> list[int]:
     return tokens[: tokens.index(eos)] if eos in tokens else tokens
 
 
-def _average_logprobs(output, generated: torch.Tensor, eos: int) -> list[float]:
+def _average_logprobs(output, generated: torch.Tensor, eos: int, budgets: Sequence[int]) -> list[float]:
     """Mean log-probability of the generated tokens (EOS included, padding after it excluded)."""
     if getattr(output, "beam_indices", None) is not None and output.sequences_scores is not None:
         return [float(s) for s in output.sequences_scores]
@@ -208,6 +230,8 @@ def _average_logprobs(output, generated: torch.Tensor, eos: int) -> list[float]:
     picked = logprobs.gather(-1, generated.unsqueeze(-1)).squeeze(-1)
     is_eos = generated == eos
     after_eos = (is_eos.cumsum(dim=1) - is_eos.long()) > 0
+    positions = torch.arange(generated.shape[1], device=generated.device)
+    after_eos |= positions >= torch.as_tensor(budgets, device=generated.device).unsqueeze(1)
     picked = picked.masked_fill(after_eos | torch.isinf(picked), 0.0)
     counts = (~after_eos).sum(dim=1).clamp(min=1)
     return (picked.sum(dim=1) / counts).tolist()
@@ -282,8 +306,9 @@ def decode_audios(
             results[i] = decode_long_form(model, processor, audio, options, generate_kwargs=generate_kwargs)
         else:
             results[i] = DecodingResult(duration=duration, error=f"too_long: {duration:.1f} s > 30 s")
-    for start in range(0, len(short), options.batch_size):
-        chunk = short[start : start + options.batch_size]
+    lengths = [len(audios[i]) / SAMPLE_RATE for i in short]
+    for batch_indices in length_grouped_batches(lengths, options.batch_size, model):
+        chunk = [short[k] for k in batch_indices]
         batch = [audios[i] for i in chunk]
         decoded = decode_short_form(model, processor, batch, options, generate_kwargs=generate_kwargs)
         for i, result in zip(chunk, decoded):
@@ -291,10 +316,24 @@ def decode_audios(
     return results
 
 
-def length_grouped_batches(durations: Sequence[float], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar duration, longest first (so memory problems show early)."""
+def length_grouped_batches(durations: Sequence[float], batch_size: int, model=None) -> list[list[int]]:
+    """Indices grouped into batches of similar duration, longest first (so memory problems show early).
+
+    With MODEL, a batch holds only utterances of one encoder window (an audio-window model's input is then
+    each utterance's own window; a padded model has a single window, so nothing changes).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch size must be a positive integer, not {batch_size}")
     order = sorted(range(len(durations)), key=lambda i: -durations[i])
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if model is None:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    windows = [window_frames(model, d) for d in durations]
+    groups = same_window_groups([windows[i] for i in order])
+    return [
+        [order[k] for k in group[i : i + batch_size]]
+        for group in groups
+        for i in range(0, len(group), batch_size)
+    ]
 
 
 def load_batch(paths: Sequence[str]) -> tuple[list[np.ndarray | None], list[str | None]]:
@@ -331,7 +370,7 @@ def transcribe_paths(
 ) -> Iterator[tuple[list[int], list[DecodingResult]]]:
     """Yield (indices, results) per length-grouped batch; unreadable files become results with `error` set."""
     durations = [utterance_duration({"audio": p}) for p in paths]
-    for batch in length_grouped_batches(durations, options.batch_size):
+    for batch in length_grouped_batches(durations, options.batch_size, model):
         audios, errors = load_batch([paths[i] for i in batch])
         yield batch, decode_loaded(model, processor, audios, errors, options)
 

@@ -12,6 +12,7 @@ seconds, instead of 30 s.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from transformers.modeling_outputs import BaseModelOutput
@@ -79,3 +80,15 @@ def window_frames(model, duration: float, pad: float = PAD_SECONDS) -> int:
 def cut_features(model, features: torch.Tensor, duration: float) -> torch.Tensor:
     """FEATURES (padded to 30 s) cut to MODEL's window for the longest clip of DURATION seconds."""
     return features[..., : window_frames(model, duration)]
+
+
+def same_window_groups(windows: Sequence[int]) -> list[list[int]]:
+    """Indices of WINDOWS grouped by equal window, groups in order of first appearance.
+
+    Decoding and training batch only within a group, so an audio-window model reads each utterance on its own
+    window whatever its batch-mates are.
+    """
+    groups: dict[int, list[int]] = {}
+    for i, window in enumerate(windows):
+        groups.setdefault(window, []).append(i)
+    return list(groups.values())

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from speechkd.decoding import DecodingOptions, length_grouped_batches, load_batch, utterance_duration
 from speechkd.decoding import _generate_kwargs as language_kwargs
+from speechkd.encoder_window import window_of
 from speechkd.engines import ENGINES, SpeculativeEngine, load_engine, load_speculative_engine
 from speechkd.manifest import ManifestError, atomic_write_json, read_manifest, write_manifest
 from speechkd.results import assemble_metrics, prediction_rows
@@ -205,13 +206,22 @@ def _batch_size_one_pass(config: EvaluateConfig, systems: dict, speculative, utt
     return run_pass(at_one, subset, dataclasses.replace(config, batch_size=1), "batch size 1")
 
 
+def _window_model(systems: list):
+    """The first system whose encoder reads an audio window: batches then hold one window each, for all."""
+    for system in systems:
+        model = getattr(system, "model", None)
+        if model is not None and window_of(model) == "audio":
+            return model
+    return None
+
+
 def run_pass(systems: list, utterances: list[dict], config: EvaluateConfig, label: str) -> dict:
     """Decode UTTERANCES with every system, batch by batch, rotating the order so noise hits all alike.
 
     Returns {"batch_size", "utterances": [indices], "systems": {name: {index: measurement}}, "seconds": {...}}.
     """
     durations = [u["duration"] for u in utterances]
-    batches = length_grouped_batches(durations, config.batch_size)
+    batches = length_grouped_batches(durations, config.batch_size, _window_model(systems))
     measured = {s.name: {} for s in systems}
     seconds = dict.fromkeys(measured, 0.0)
     warm = False

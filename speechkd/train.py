@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from speechkd.config import ConfigError, config_to_dict
 from speechkd.decoding import DecodingOptions, decode_short_form
-from speechkd.encoder_window import cut_features
+from speechkd.encoder_window import cut_features, window_frames, window_of
 from speechkd.losses import LossTerms, LossWeights, distillation_loss, hidden_state_mse, label_mask
 from speechkd.manifest import atomic_write_text
 from speechkd.models import pick_device
@@ -273,7 +273,12 @@ class Trainer:
         self.data = data = prepare_data(config, models, accelerator)
         accelerator.print(f"distill: {json.dumps(data.report)}; shared encoder: {models.shared_encoder}")
         self.rank, self.world = accelerator.process_index, accelerator.num_processes
-        self.per_epoch = len(epoch_batches(len(data.train), config.batch_size, 0, 0, self.rank, self.world))
+        self.windows = None  # an audio-window student trains each utterance on its own window
+        if window_of(models.student) == "audio":
+            self.windows = [window_frames(models.student, e.duration) for e in data.train]
+        self.per_epoch = len(
+            epoch_batches(len(data.train), config.batch_size, 0, 0, self.rank, self.world, self.windows)
+        )
         self.total = config.max_steps or math.ceil(
             config.epochs * self.per_epoch / config.gradient_accumulation_steps
         )
@@ -311,7 +316,9 @@ class Trainer:
         if state["step"] == 0 and config.eval_at_start and self.data.evaluation:
             self.evaluate(with_teacher=True)
         position = tuple(state["position"])
-        batches = micro_batches(len(self.data.train), self.collator, config, position, self.rank, self.world)
+        batches = micro_batches(
+            len(self.data.train), self.collator, config, position, self.rank, self.world, self.windows
+        )
         show = config.progress and self.accelerator.is_local_main_process
         bar = tqdm(total=self.total, initial=state["step"], desc="distill", unit="step", disable=not show)
         window: list[tuple[LossTerms, int, float]] = []

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from speechkd.audio import SAMPLE_RATE, AudioError, load_audio
 from speechkd.config import ConfigError
+from speechkd.encoder_window import same_window_groups
 from speechkd.losses import IGNORE_INDEX, TopKTargets
 
 MAX_AUDIO_SECONDS = 30.0
@@ -63,9 +64,8 @@ class Example:
     text_ids: list[int] = field(default_factory=list)  # label text tokens, timestamps included if any
     prompt: Prompt | None = None
     text: str | None = None  # reference transcript (evaluation)
-    previous_ids: list[int] = field(
-        default_factory=list
-    )  # text tokens of the clip before (prompt conditioning)
+    previous_ids: list[int] = field(default_factory=list)  # text tokens of the clip before (prompting)
+    duration: float = 0.0  # seconds of audio, known once the audio has been read
 
     @property
     def has_timestamps(self) -> bool:
@@ -264,17 +264,39 @@ def keep_previous(seed: int, epoch: int, index: int, probability: float) -> bool
     return bool(np.random.default_rng([seed, epoch, index, 1]).random() < probability)
 
 
-def epoch_batches(n_examples: int, batch_size: int, epoch: int, seed: int, rank: int, world: int) -> list:
+def epoch_batches(
+    n_examples: int,
+    batch_size: int,
+    epoch: int,
+    seed: int,
+    rank: int,
+    world: int,
+    windows: Sequence[int] | None = None,
+) -> list:
     """This process's batches of example indices for EPOCH: a seeded shuffle, split across processes.
 
-    Every process gets the same number of batches (the order is wrapped round to a multiple of WORLD).
+    Every process gets the same number of batches (the order is wrapped round to a multiple of WORLD). With
+    WINDOWS (each example's encoder window, for an audio-window student), a batch holds one window only: the
+    shuffled examples are grouped by window, cut into batches, and the batches shuffled.
     """
+    if batch_size < 1 or world < 1:
+        raise ConfigError(f"distill: batch_size must be a positive integer, not {batch_size}")
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(n_examples, generator=generator).tolist()
-    while len(order) % world:
-        order.append(order[len(order) % n_examples])
     step = batch_size * world
-    return [order[start : start + step][rank::world] for start in range(0, len(order), step)]
+    if windows is None:
+        while len(order) % world:
+            order.append(order[len(order) % n_examples])
+        return [order[start : start + step][rank::world] for start in range(0, len(order), step)]
+    groups = same_window_groups([windows[i] for i in order])
+    chunks = [[order[k] for k in group[i : i + step]] for group in groups for i in range(0, len(group), step)]
+    chunks = [chunks[i] for i in torch.randperm(len(chunks), generator=generator).tolist()]
+    return [_wrapped(chunk, world)[rank::world] for chunk in chunks]
+
+
+def _wrapped(indices: list[int], world: int) -> list[int]:
+    """INDICES repeated from the front up to a multiple of WORLD, so every process gets a row."""
+    return [indices[i % len(indices)] for i in range(-(-len(indices) // world) * world)]
 
 
 @dataclass
@@ -368,16 +390,25 @@ class Collator:
         return features, [len(audio) / SAMPLE_RATE for audio in audios]
 
 
-def micro_batches(n_examples: int, collator: Collator, config, start: tuple[int, int], rank: int, world: int):
+def micro_batches(
+    n_examples: int,
+    collator: Collator,
+    config,
+    start: tuple[int, int],
+    rank: int,
+    world: int,
+    windows: Sequence[int] | None = None,
+):
     """Yield (batch, position after it) forever, epoch after epoch, from START = (epoch, batch index).
 
-    CONFIG gives batch_size, seed and num_workers; a run resumed at a position sees the same batches.
+    CONFIG gives batch_size, seed and num_workers; a run resumed at a position sees the same batches. WINDOWS:
+    see `epoch_batches`.
     """
     from torch.utils.data import DataLoader
 
     epoch, first = start
     while True:
-        batches = epoch_batches(n_examples, config.batch_size, epoch, config.seed, rank, world)
+        batches = epoch_batches(n_examples, config.batch_size, epoch, config.seed, rank, world, windows)
         collator.epoch = epoch
         loader = DataLoader(
             range(n_examples),

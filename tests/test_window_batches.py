@@ -1,0 +1,112 @@
+"""An audio-window student's transcript depends on its own audio only: one window a batch, in decoding and training."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from speechkd.audio import load_audio
+from speechkd.cli import main
+from speechkd.decoding import DecodingOptions, decode_audios, length_grouped_batches
+from speechkd.manifest import read_manifest, write_manifest
+from speechkd.models import load_model
+from speechkd.student import CreateStudentConfig, create_student
+from speechkd.train import DistillConfig, distill
+from speechkd.train_data import epoch_batches
+
+
+@pytest.mark.parametrize("world", [1, 2])
+def test_window_sampler_keeps_every_utterance_once_in_batches_of_one_window(world):
+    windows = [random.Random(i).choice([300, 400, 500, 900, 1600]) for i in range(53)]
+    for epoch in range(3):
+        per_rank = [epoch_batches(53, 4, epoch, 7, rank, world, windows) for rank in range(world)]
+        assert (
+            len({len(batches) for batches in per_rank}) == 1
+        )  # every process takes the same number of steps
+        seen = Counter(i for batches in per_rank for batch in batches for i in batch)
+        assert set(seen) == set(range(53))
+        if world == 1:
+            assert all(count == 1 for count in seen.values())
+        for step in zip(*per_rank):
+            assert len({windows[i] for batch in step for i in batch}) == 1
+            assert all(len(batch) <= 4 for batch in step)
+    assert epoch_batches(53, 4, 0, 7, 0, 1, windows) == epoch_batches(53, 4, 0, 7, 0, 1, windows)
+    assert epoch_batches(53, 4, 0, 7, 0, 1, windows) != epoch_batches(53, 4, 1, 7, 0, 1, windows)
+
+
+def test_length_grouped_batches_refuse_a_batch_size_below_one():
+    with pytest.raises(ValueError, match="batch size must be a positive integer"):
+        length_grouped_batches([1.0, 2.0], 0)
+
+
+# ---------------------------------------------------------------------------- a briefly trained window student
+
+
+@pytest.fixture(scope="module")
+def window_run(tiny_en_dir, fotaq_dir, tmp_path_factory):
+    """A tiny.en window student (its 4 decoder layers) trained 6 steps on 24 real train lines, batches of 4."""
+    root = tmp_path_factory.mktemp("window-batches")
+    create_student(
+        CreateStudentConfig(
+            teacher=str(tiny_en_dir), output_dir=str(root / "student"), encoder_window="audio"
+        )
+    )
+    train = [r | {"teacher_text": r["text"]} for r in read_manifest(fotaq_dir / "train.jsonl")[:24]]
+    write_manifest(root / "train.jsonl", train)
+    dev = read_manifest(fotaq_dir / "dev.jsonl")[:16]
+    write_manifest(root / "dev.jsonl", dev)
+    values = dict(
+        teacher="bundled:tiny.en", student=str(root / "student"), train_manifest=str(root / "train.jsonl"),
+        eval_manifest=str(root / "dev.jsonl"), freeze_encoder=False, batch_size=4, max_steps=6,
+        warmup_steps=1, learning_rate=1e-4, save_steps=3, eval_steps=6, eval_at_start=False, progress=False,
+        cache_dir=str(root / "cache"),
+    )  # fmt: skip
+    summary = distill(DistillConfig(output_dir=str(root / "run"), **values))
+    return root, values, summary, dev
+
+
+@pytest.mark.slow
+def test_window_student_transcripts_do_not_depend_on_batch_size_or_order(window_run):
+    root, _, _, dev = window_run
+    model, processor = load_model(str(root / "run" / "final"), device="cpu")
+    audios = [load_audio(r["audio"]) for r in dev]
+    texts = {}
+    for batch_size in (1, 4, 16):
+        options = DecodingOptions(batch_size=batch_size, max_new_tokens=40)
+        texts[batch_size] = [r.text for r in decode_audios(model, processor, audios, options)]
+    order = list(range(len(audios)))
+    random.Random(3).shuffle(order)
+    shuffled = decode_audios(
+        model, processor, [audios[i] for i in order], DecodingOptions(16, max_new_tokens=40)
+    )
+    texts["shuffled"] = [None] * len(order)
+    for position, i in enumerate(order):
+        texts["shuffled"][i] = shuffled[position].text
+    assert texts[1] == texts[4] == texts[16] == texts["shuffled"]
+
+
+@pytest.mark.slow
+def test_distills_evaluation_and_evaluate_score_a_window_student_alike(window_run, tmp_path):
+    root, _, summary, _ = window_run
+    args = ["evaluate", "--model", str(root / "run" / "final"), "--manifest", str(root / "dev.jsonl")]
+    args += ["--output-dir", str(tmp_path / "eval"), "--batch-size", "16", "--latency-utterances", "0"]
+    assert main([*args, "--no-progress"]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["n_utterances"] == 16
+    assert metrics["wer"] == pytest.approx(summary["eval_wer"], abs=1e-9)
+
+
+@pytest.mark.slow
+def test_a_resumed_window_run_ends_with_the_same_weights(window_run):
+    root, values, _, _ = window_run
+    values = values | {"eval_manifest": None}
+    distill(DistillConfig(output_dir=str(root / "parts"), stop_after=3, **values))
+    assert distill(DistillConfig(output_dir=str(root / "parts"), resume=True, **values))["steps"] == 6
+    whole = load_file(root / "run" / "final" / "model.safetensors")
+    parts = load_file(root / "parts" / "final" / "model.safetensors")
+    assert all(torch.equal(whole[name], parts[name]) for name in whole)
