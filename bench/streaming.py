@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 from speechkd.audio import load_audio
-from speechkd.manifest import atomic_write_json, read_manifest
+from speechkd.files import atomic_write_json
+from speechkd.manifest import read_manifest
 from speechkd.models import count_parameters, load_model, speechkd_home
-from speechkd.stream_sources import SimulatedSource
-from speechkd.streaming import StreamingConfig, StreamingTranscriber, latency_summary, run_stream
+from speechkd.streaming.sources import SimulatedSource
+from speechkd.streaming.transcriber import StreamingConfig, StreamingTranscriber, latency_summary, run_stream
 from speechkd.text import normalize, word_errors
 
 LATENCY_RATIO_TARGET, WER_GAP_TARGET = 0.6, 0.02

@@ -30,13 +30,15 @@ import torch
 
 from speechkd.audio import SAMPLE_RATE, load_audio
 from speechkd.commands import quiet_transformers
+from speechkd.distill.config import DistillConfig
+from speechkd.distill.data import Batch, Collator, make_prompt, teacher_key, training_examples
+from speechkd.distill.loop import batch_losses
+from speechkd.distill.setup import Models, fill_teacher_cache, make_optimizer
+from speechkd.encoder_cache import UtteranceCache
 from speechkd.losses import IGNORE_INDEX, LossWeights
 from speechkd.manifest import read_manifest
 from speechkd.models import load_model, speechkd_home
 from speechkd.student import CreateStudentConfig, create_student
-from speechkd.train import DistillConfig, batch_losses
-from speechkd.train_data import Batch, Collator, UtteranceCache, make_prompt, teacher_key, training_examples
-from speechkd.train_setup import Models, fill_teacher_cache, make_optimizer
 
 
 def pad_to(batch: Batch, length: int, pad_id: int) -> Batch:

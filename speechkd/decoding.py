@@ -78,7 +78,8 @@ def check_language_options(model, options: DecodingOptions) -> None:
         )
 
 
-def _generate_kwargs(model, options: DecodingOptions) -> dict:
+def language_kwargs(model, options: DecodingOptions) -> dict:
+    """generate() arguments for beams, timestamps and (multilingual models) language and task."""
     kwargs = {"num_beams": options.num_beams, "return_timestamps": options.return_timestamps}
     if getattr(model.generation_config, "is_multilingual", False):
         kwargs["language"] = options.language
@@ -147,8 +148,8 @@ def decode_short_form(
         # one generate call, so the output keeps `sequences`/`scores` when timestamps are on too
         force_unique_generate_call=True,
         **_prompt_kwargs(prompt_ids, device),
-        **_generate_kwargs(model, options),
-        **_extra_generate_kwargs(generate_kwargs, features),
+        **language_kwargs(model, options),
+        **_extralanguage_kwargs(generate_kwargs, features),
         **({"return_token_timestamps": True} if options.token_timestamps else {}),
     )
     output, times = _split_token_times(output)
@@ -204,7 +205,7 @@ def _token_times(times: torch.Tensor | None, row: int, n_steps: int, n_tokens: i
     return bounds + [duration] * (n_tokens + 1 - len(bounds))
 
 
-def _extra_generate_kwargs(generate_kwargs: Mapping[str, Any] | None, features: torch.Tensor) -> dict:
+def _extralanguage_kwargs(generate_kwargs: Mapping[str, Any] | None, features: torch.Tensor) -> dict:
     extra = dict(generate_kwargs or {})
     assistant = extra.get("assistant_model")
     if assistant is not None and assistant.config.is_encoder_decoder:
@@ -265,7 +266,7 @@ def decode_long_form(
         padding="longest",
         return_attention_mask=True,
     )
-    kwargs = _generate_kwargs(model, options) | {"return_timestamps": True}
+    kwargs = language_kwargs(model, options) | {"return_timestamps": True}
     sequences = model.generate(
         input_features=inputs.input_features.to(model.device, model.dtype),
         attention_mask=inputs.attention_mask.to(model.device),

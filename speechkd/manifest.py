@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import json
@@ -10,13 +9,13 @@ import math
 import os
 import random
 import re
-import secrets
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from tqdm import tqdm
 
+from speechkd.files import atomic_open
 from speechkd.paths import speechkd_home
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".au", ".webm")
@@ -106,40 +105,13 @@ def write_manifest(path: str | os.PathLike, records: Iterable[Mapping[str, Any]]
     """Atomically write records as JSONL, audio paths relative to the manifest's folder where sensible."""
     manifest = Path(path)
     folder = os.path.abspath(manifest.parent)
-    with _atomic_open(manifest, "w") as out:
+    with atomic_open(manifest, "w") as out:
         for index, record in enumerate(records):
             audio = record.get("audio")
             if not isinstance(audio, (str, os.PathLike)):
                 raise ManifestError(manifest, f"record {index} (id {record.get('id')!r}) has no 'audio' path")
             line = {**record, "audio": _portable_path(os.fspath(audio), folder)}
             out.write(json.dumps(line, ensure_ascii=False) + "\n")
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write text so that readers see the old file or the new one, never half of one."""
-    with _atomic_open(Path(path), "w") as out:
-        out.write(text)
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
-    """Atomically write `obj` as pretty-printed UTF-8 JSON."""
-    atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
-
-
-@contextlib.contextmanager
-def _atomic_open(path: Path, mode: str) -> Iterator[IO[Any]]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp_path = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    text_options = {} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}
-    try:
-        with open(temp_path, mode.replace("w", "x"), **text_options) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_path, path)
-    except BaseException:
-        temp_path.unlink(missing_ok=True)
-        raise
 
 
 def _portable_path(audio: str, folder: str) -> str:
@@ -260,7 +232,7 @@ def _audio_file(audio: dict[str, Any], record_id: str, source: str, audio_dir: P
         raise ManifestError(source, f"utterance {record_id!r}: audio {path!r} is neither a file nor bytes")
     target = audio_dir / f"{_safe_file_name(record_id)}{_audio_suffix(path, data)}"
     if not (target.is_file() and target.stat().st_size == len(data)):  # written once, reused after
-        with _atomic_open(target, "wb") as out:
+        with atomic_open(target, "wb") as out:
             out.write(data)
     return os.path.abspath(target)
 

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 import torch
 
+from speechkd.files import staged_dir, write_provenance
 from speechkd.paths import speechkd_home
 
 BUNDLED_PREFIX = "bundled:"
@@ -55,7 +53,7 @@ BUNDLED = {
 }
 
 
-def _package_file(spec: str) -> Path | None:
+def package_file(spec: str) -> Path | None:
     module, _, relative = spec.partition("/")
     found = importlib.util.find_spec(module)
     if found is None or not found.submodule_search_locations:
@@ -66,7 +64,7 @@ def _package_file(spec: str) -> Path | None:
 def bundled_installed(bundle: BundledModel) -> bool:
     """True when every package file the alias needs is installed."""
     return all(
-        (p := _package_file(s)) is not None and p.exists() for s in (*bundle.model_parts, bundle.asset_dir)
+        (p := package_file(s)) is not None and p.exists() for s in (*bundle.model_parts, bundle.asset_dir)
     )
 
 
@@ -95,24 +93,15 @@ def ensure_bundled(alias: str) -> Path:
         )
     from speechkd.convert.checkpoint import convert_ct2_whisper
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        parts = [_package_file(p) for p in bundle.model_parts]
-        convert_ct2_whisper(parts, _package_file(bundle.asset_dir), staging)
+    with staged_dir(target, replace=False) as staging:  # another process may finish first: keep its copy
+        parts = [package_file(p) for p in bundle.model_parts]
+        convert_ct2_whisper(parts, package_file(bundle.asset_dir), staging)
         provenance = {
             "source": BUNDLED_PREFIX + bundle.alias,
             "packages": {p: metadata.version(p) for p in bundle.packages},
             "converter_version": CONVERTER_VERSION,
         }
-        (staging / "speechkd.json").write_text(json.dumps(provenance, indent=2) + "\n")
-        try:
-            os.replace(staging, target)
-        except OSError:  # another process finished first: keep its copy
-            if not (target / "speechkd.json").exists():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        write_provenance(staging, provenance)
     return target
 
 

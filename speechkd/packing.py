@@ -18,7 +18,8 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from speechkd.audio import SAMPLE_RATE, AudioError, load_audio
-from speechkd.manifest import atomic_write_json, write_manifest
+from speechkd.files import atomic_write_json
+from speechkd.manifest import write_manifest
 
 TEXT_FIELDS = ("text", "teacher_text")
 

@@ -6,7 +6,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -26,12 +25,13 @@ from speechkd.decoding import (
     load_batch,
     utterance_duration,
 )
+from speechkd.encoder_cache import UtteranceCache, audio_key, encoder_cache_folder, encoder_entry
 from speechkd.encoder_window import window_of
+from speechkd.files import atomic_write_json, package_versions
 from speechkd.filters import FilterConfig, label_row
-from speechkd.manifest import atomic_write_json, read_manifest, write_manifest
+from speechkd.manifest import read_manifest, write_manifest
 from speechkd.models import pick_device, resolve_model
 from speechkd.text import normalize, word_errors
-from speechkd.train_data import UtteranceCache, audio_key, encoder_cache_folder
 
 PSEUDO_LABELS = "pseudo_labels.jsonl"  # every utterance, with signals and verdict
 TRAIN = "train.jsonl"  # the kept ones
@@ -236,7 +236,7 @@ def _label_chunks(config: PseudoLabelConfig, records: list[dict], plan: Plan, mi
     if not todo:
         return
     model, processor = _load_teacher(config, state)
-    cache = _encoder_cache(config, model)
+    cache = open_encoder_cache(config, model)
     desc = "pseudo-label" + (f" [process {state.process_index}]" if state.num_processes > 1 else "")
     with tqdm(total=total, unit="utt", desc=desc, disable=not config.progress) as bar:
         for chunk in todo:
@@ -271,7 +271,7 @@ def _load_teacher(config: PseudoLabelConfig, state):
     return model, processor
 
 
-def _encoder_cache(config: PseudoLabelConfig, model) -> UtteranceCache | None:
+def open_encoder_cache(config: PseudoLabelConfig, model) -> UtteranceCache | None:
     """Where the teacher's encoder output goes: the folder `distill --cache-dir` reads for a student that
     kept the teacher's encoder (named by the encoder's weights, so another encoder never reads it)."""
     if config.encoder_cache_dir is None:
@@ -288,7 +288,7 @@ def _keep_encoder_states(
 ) -> None:
     for index, result in zip(batch, results):
         if result.encoder_states is not None:  # short-form clips only; long-form audio is not trained on
-            entry = {"duration": result.duration, "encoder_states": result.encoder_states}
+            entry = encoder_entry(result.duration, encoder_states=result.encoder_states)
             cache.put(audio_key(records[index]["audio"]), entry)
             result.encoder_states = None
 
@@ -390,7 +390,7 @@ def summarize(rows: list[dict], config: PseudoLabelConfig, decode_seconds: float
         "decode_seconds": round(decode_seconds, 2),
         "rtfx": round(audio_seconds / decode_seconds, 2) if decode_seconds else None,
         "settings": config_to_dict(config),
-        "versions": _versions(),
+        "versions": package_versions(("speechkd", "torch", "transformers", "accelerate")),
     }
 
 
@@ -400,18 +400,6 @@ def _pooled_wer(rows: list[dict], language: str | None) -> float | None:
     refs = [normalize(row["text"], language) for row in rows]
     hyps = [normalize(row["teacher_text"], language) for row in rows]
     return round(word_errors(refs, hyps).wer, 4)
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {"python": platform.python_version()}
-    for package in ("speechkd", "torch", "transformers", "accelerate"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return found
 
 
 def format_summary(summary: dict, output_dir: str | os.PathLike) -> str:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +10,8 @@ import numpy as np
 
 from speechkd.config import ConfigError
 from speechkd.encoder_window import WINDOWS, apply_window, set_window, window_of
+from speechkd.files import save_model_dir
 from speechkd.models import count_parameters, load_model, resolve_model
-
-PROVENANCE_FILE = "speechkd.json"
 
 
 @dataclass(frozen=True)
@@ -141,19 +136,5 @@ def create_student(config: CreateStudentConfig) -> dict:
         "alignment_heads_source": heads_source,
         "parameters": {"teacher": _parameter_counts(teacher), "student": _parameter_counts(student)},
     }
-    _save_atomically(student, processor, provenance, output_dir)
+    save_model_dir(student, processor, output_dir, provenance)
     return provenance
-
-
-def _save_atomically(student, processor, provenance: dict, output_dir: Path) -> None:
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-", dir=output_dir.parent))
-    try:
-        student.save_pretrained(staging)
-        processor.save_pretrained(staging)
-        (staging / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        os.replace(staging, output_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)

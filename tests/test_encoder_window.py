@@ -10,12 +10,12 @@ import torch
 from speechkd.audio import load_audio
 from speechkd.cli import main
 from speechkd.decoding import DecodingOptions, decode_short_form
+from speechkd.distill.data import Batch, pad_sequences
+from speechkd.distill.loop import batch_losses
+from speechkd.distill.setup import Models
 from speechkd.encoder_window import AudioWindowEncoder, set_window, window_frames, window_of
 from speechkd.losses import LossWeights
 from speechkd.models import load_model
-from speechkd.train import batch_losses
-from speechkd.train_data import Batch, pad_sequences
-from speechkd.train_setup import Models
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +100,11 @@ def test_create_student_rejects_an_unknown_window(tiny_en_dir, tmp_path, capsys)
 def test_pseudo_label_keeps_no_encoder_cache_for_a_window_teacher(window_student, tmp_path, capsys):
     from types import SimpleNamespace
 
-    from speechkd.pseudo_label import _encoder_cache
+    from speechkd.pseudo_label import open_encoder_cache
 
     model, _ = load_model(str(window_student), device="cpu")
     config = SimpleNamespace(teacher=str(window_student), encoder_cache_dir=str(tmp_path))
-    assert _encoder_cache(config, model) is None
+    assert open_encoder_cache(config, model) is None
     assert "not cached" in capsys.readouterr().err
     set_window(model, "padded")
-    assert _encoder_cache(config, model) is not None
+    assert open_encoder_cache(config, model) is not None

@@ -205,8 +205,8 @@ def test_no_reference_and_a_config_file_whose_values_flags_override(tiny_en_dir,
 def test_a_decoder_only_draft_export_is_used_as_it_is(tiny_en_dir, student_dir, tmp_path):
     from transformers import WhisperForCausalLM
 
+    from speechkd.evaluate.speculative import load_draft
     from speechkd.models import load_model
-    from speechkd.speculative import load_draft
 
     WhisperForCausalLM.from_pretrained(student_dir).save_pretrained(
         tmp_path / "draft"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from speechkd.scoring import accuracy_report, paired_bootstrap, score_utterance, summarize
-from speechkd.speculative import DraftOptions, DraftStats, round_speedup
-from speechkd.speed import percentiles, rotated, rtfx
+from speechkd.evaluate.scoring import accuracy_report, paired_bootstrap, score_utterance, summarize
+from speechkd.evaluate.speculative import DraftOptions, DraftStats, round_speedup
+from speechkd.evaluate.speed import percentiles, rotated, rtfx
 
 
 def row(reference, hypothesis, manifest="dev", speaker="JOE", duration=2.0, error=None, **extra):

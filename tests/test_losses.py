@@ -141,7 +141,7 @@ def test_kl_without_a_teacher_is_refused(logits):
 def test_logits_at_label_tokens_give_the_same_loss_as_full_logits(tiny_en_dir):
     from transformers import WhisperForConditionalGeneration
 
-    from speechkd.train import logits_at
+    from speechkd.distill.loop import logits_at
 
     torch.manual_seed(0)
     model = WhisperForConditionalGeneration.from_pretrained(tiny_en_dir).eval()

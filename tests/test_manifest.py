@@ -8,10 +8,9 @@ import pytest
 import soundfile as sf
 
 from speechkd.audio import load_audio
+from speechkd.files import atomic_write_json, atomic_write_text
 from speechkd.manifest import (
     ManifestError,
-    atomic_write_json,
-    atomic_write_text,
     read_manifest,
     records_from_dataset,
     write_manifest,

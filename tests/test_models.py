@@ -41,7 +41,7 @@ def test_an_interrupted_conversion_leaves_nothing_that_loads(tmp_path, monkeypat
 
 def test_missing_weight_package_names_the_extra_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("SPEECHKD_HOME", str(tmp_path))
-    monkeypatch.setattr(models, "_package_file", lambda spec: None)
+    monkeypatch.setattr(models, "package_file", lambda spec: None)
     with pytest.raises(ModelError, match=r"speechkd\[bundled\]"):
         ensure_bundled("bundled:base")
 

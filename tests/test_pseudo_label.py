@@ -83,8 +83,8 @@ def test_the_teachers_encoder_output_is_kept_where_distill_looks_for_it(labelled
     import torch
     from transformers import WhisperProcessor
 
+    from speechkd.encoder_cache import audio_key, fingerprint
     from speechkd.student import CreateStudentConfig, create_student
-    from speechkd.train_data import audio_key, fingerprint
 
     student_dir = labelled_run / "student"
     create_student(CreateStudentConfig(teacher=str(tiny_en_dir), output_dir=str(student_dir)))

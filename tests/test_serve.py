@@ -23,7 +23,7 @@ pytest.importorskip("websockets", reason="the browser demo needs `pip install we
 from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
-from speechkd.serve import ServerConfig, StreamingServer  # noqa: E402
+from speechkd.streaming.serve import ServerConfig, StreamingServer  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import pytest
 import soundfile as sf
 
 from speechkd.audio import SAMPLE_RATE
-from speechkd.stream_sources import SimulatedSource
-from speechkd.streaming import (
+from speechkd.streaming.sources import SimulatedSource
+from speechkd.streaming.transcriber import (
     StreamingConfig,
     StreamingTranscriber,
     Update,
@@ -108,7 +108,7 @@ def long_stream(fotaq_dev_records) -> tuple[np.ndarray, str]:
 
 @pytest.mark.slow
 def test_long_stream_commits_what_offline_decoding_transcribes(tiny_en, long_stream):
-    from speechkd.streaming import offline_transcript
+    from speechkd.streaming.transcriber import offline_transcript
 
     model, processor = tiny_en
     audio, reference = long_stream
@@ -133,7 +133,7 @@ def test_long_stream_commits_what_offline_decoding_transcribes(tiny_en, long_str
 
 def as_stream(text: str):
     """A finished stream holding `text` (to score an offline transcript the same way)."""
-    from speechkd.streaming import StreamResult
+    from speechkd.streaming.transcriber import StreamResult
 
     return StreamResult(words=words(text))
 

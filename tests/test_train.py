@@ -14,13 +14,9 @@ from safetensors.torch import load_file
 
 from speechkd.cli import main
 from speechkd.config import ConfigError
-from speechkd.losses import IGNORE_INDEX
-from speechkd.manifest import read_manifest, write_manifest
-from speechkd.student import CreateStudentConfig, create_student
-from speechkd.train import DistillConfig, distill
-from speechkd.train_data import (
+from speechkd.distill import DistillConfig, distill
+from speechkd.distill.data import (
     Collator,
-    UtteranceCache,
     epoch_batches,
     keep_previous,
     keep_timestamps,
@@ -28,6 +24,10 @@ from speechkd.train_data import (
     pad_sequences,
     training_examples,
 )
+from speechkd.encoder_cache import UtteranceCache
+from speechkd.losses import IGNORE_INDEX
+from speechkd.manifest import read_manifest, write_manifest
+from speechkd.student import CreateStudentConfig, create_student
 
 
 @pytest.fixture(scope="module")

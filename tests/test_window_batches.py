@@ -13,11 +13,11 @@ from safetensors.torch import load_file
 from speechkd.audio import load_audio
 from speechkd.cli import main
 from speechkd.decoding import DecodingOptions, decode_audios, length_grouped_batches
+from speechkd.distill import DistillConfig, distill
+from speechkd.distill.data import epoch_batches
 from speechkd.manifest import read_manifest, write_manifest
 from speechkd.models import load_model
 from speechkd.student import CreateStudentConfig, create_student
-from speechkd.train import DistillConfig, distill
-from speechkd.train_data import epoch_batches
 
 
 @pytest.mark.parametrize("world", [1, 2])

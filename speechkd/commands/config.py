@@ -10,8 +10,8 @@ import importlib
 STAGE_SECTIONS = {
     "pseudo_label": ("speechkd.pseudo_label", "PseudoLabelConfig"),
     "create_student": ("speechkd.student", "CreateStudentConfig"),
-    "distill": ("speechkd.train", "DistillConfig"),
-    "evaluate": ("speechkd.evaluate", "EvaluateConfig"),
+    "distill": ("speechkd.distill.config", "DistillConfig"),
+    "evaluate": ("speechkd.evaluate.config", "EvaluateConfig"),
 }
 
 

@@ -141,7 +141,7 @@ def register(subparsers) -> None:
 def handle(args: argparse.Namespace) -> int:
     from speechkd.commands import quiet_transformers
     from speechkd.config import build_config, load_config_file
-    from speechkd.train import DistillConfig, distill
+    from speechkd.distill import DistillConfig, distill
 
     quiet_transformers()
     file_values = load_config_file(args.config, "distill") if args.config else {}

@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from speechkd.commands import quiet_transformers
     from speechkd.config import build_config, load_config_file
     from speechkd.evaluate import EvaluateConfig, evaluate
-    from speechkd.report import summary_lines
+    from speechkd.evaluate.report import summary_lines
 
     file_values = load_config_file(args.config, section="evaluate") if args.config else {}
     flags = {k: v for k, v in vars(args).items() if k not in ("config", "handler", "command")}

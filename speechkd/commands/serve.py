@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             "`speechkd serve` needs the websockets package: pip install 'speechkd[serve]'"
         ) from None
-    from speechkd.serve import ServerConfig, run_server
-    from speechkd.streaming import StreamingConfig
+    from speechkd.streaming.serve import ServerConfig, run_server
+    from speechkd.streaming.transcriber import StreamingConfig
 
     quiet_transformers()
     config = ServerConfig(

@@ -52,53 +52,40 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from speechkd.audio import load_audio
     from speechkd.commands import quiet_transformers
-    from speechkd.manifest import atomic_write_json
-    from speechkd.models import load_model
-    from speechkd.stream_sources import MicrophoneSource, RealtimeSource, SimulatedSource
-    from speechkd.streaming import (
-        StreamingConfig,
-        StreamingTranscriber,
-        offline_transcript,
-        run_stream,
-        stream_statistics,
-    )
+    from speechkd.files import atomic_write_json
+    from speechkd.streaming.stream import StreamConfig, stream
+    from speechkd.streaming.transcriber import StreamingConfig
 
     quiet_transformers()
-    reference = args.reference.read_text(encoding="utf-8") if args.reference else None
-    audio = None if args.mic else load_audio(args.audio)
-    try:
-        source = MicrophoneSource(args.chunk_seconds, args.mic_seconds) if args.mic else None
-    except RuntimeError as error:
-        print(f"speechkd stream: {error}", file=sys.stderr)
-        return 2
-    model, processor = load_model(args.model, device=args.device, dtype=args.dtype or "float32")
-    config = StreamingConfig(
+    streaming = StreamingConfig(
         chunk_seconds=args.chunk_seconds,
         trim_seconds=args.trim_seconds,
         prompt_chars=args.prompt_chars,
         language=args.language,
         num_beams=args.num_beams,
     )
-    transcriber = StreamingTranscriber(model, processor, config)
-    if audio is not None:
-        live = RealtimeSource if not args.as_fast_as_possible else SimulatedSource
-        source = live(audio, args.chunk_seconds)
+    config = StreamConfig(
+        model=args.model,
+        audio=None if args.mic else str(args.audio),
+        mic_seconds=args.mic_seconds,
+        as_fast_as_possible=args.as_fast_as_possible,
+        reference=None if args.reference is None else str(args.reference),
+        offline=not args.no_offline,
+        device=args.device,
+        dtype=args.dtype or "float32",
+        streaming=streaming,
+    )
     view = TerminalView(sys.stdout)
     try:
-        result = run_stream(transcriber, source, view.show)
+        outcome = stream(config, view.show)
     finally:
         view.close()
-    if reference is None and audio is not None and not args.no_offline:
-        reference = offline_transcript(model, processor, audio, args.language)
-        reference_kind = "offline transcript"
-    else:
-        reference_kind = "reference"
-    stats = stream_statistics(result, reference, args.language)
-    print(format_statistics(stats, reference_kind))
+    print(format_statistics(outcome.stats, outcome.reference_kind))
     if args.json:
-        atomic_write_json(args.json, {"model": args.model, "audio": str(args.audio or "mic"), **stats})
+        atomic_write_json(
+            args.json, {"model": args.model, "audio": str(args.audio or "mic"), **outcome.stats}
+        )
     return 0
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from speechkd.manifest import atomic_write_text
+from speechkd.files import atomic_write_text
 
 MARKER_NAME = "corpus.json"  # written last by `prepare`: its presence means the folder is complete
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
-from importlib import metadata
 
 import torch
 
 from speechkd.config import config_to_dict
-from speechkd.scoring import accuracy_report, paired_bootstrap, score_utterance
-from speechkd.speculative import round_speedup
-from speechkd.speed import CostProfile, percentiles, rtfx
+from speechkd.evaluate.scoring import accuracy_report, paired_bootstrap, score_utterance
+from speechkd.evaluate.speculative import round_speedup
+from speechkd.evaluate.speed import CostProfile, percentiles, rtfx
+from speechkd.files import package_versions
 
 HEADLINE_KEYS = (
     "wer", "wer_ortho", "cer", "sub_rate", "del_rate", "ins_rate", "rtfx", "n_utterances", "n_failed",
@@ -231,12 +231,9 @@ def describe_device(device) -> str:
 
 def library_versions() -> dict:
     """Versions of what produced the numbers."""
-    versions = {}
-    for package in ("speechkd", "torch", "transformers", "ctranslate2", "faster-whisper", "jiwer"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
+    versions = package_versions(
+        ("speechkd", "torch", "transformers", "ctranslate2", "faster-whisper", "jiwer")
+    )
     versions["cpu_count"] = os.cpu_count()
     versions["torch_threads"] = torch.get_num_threads()
     return versions

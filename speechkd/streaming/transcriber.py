@@ -362,7 +362,7 @@ def offline_transcript(model, processor, audio: np.ndarray, language: str | None
 def run_stream(
     transcriber: StreamingTranscriber, source, on_update: Callable[[Update, float], None] | None = None
 ) -> StreamResult:
-    """Feed `source` (see `speechkd.stream_sources`) to `transcriber` until it ends.
+    """Feed `source` (see `speechkd.streaming.sources`) to `transcriber` until it ends.
 
     Word emission time = arrival time of the audio that completed the update + the update's compute time.
     """

@@ -3,91 +3,30 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from speechkd.decoding import DecodingOptions, length_grouped_batches, load_batch, utterance_duration
-from speechkd.decoding import _generate_kwargs as language_kwargs
+from speechkd.decoding import (
+    language_kwargs,
+    length_grouped_batches,
+    load_batch,
+    utterance_duration,
+)
 from speechkd.encoder_window import window_of
-from speechkd.engines import ENGINES, SpeculativeEngine, load_engine, load_speculative_engine
-from speechkd.manifest import ManifestError, atomic_write_json, read_manifest, write_manifest
-from speechkd.results import assemble_metrics, prediction_rows
-from speechkd.speculative import DRAFT_SCHEDULES, DraftOptions, DraftStats
-from speechkd.speed import rotated, timed
-
-
-@dataclass(frozen=True)
-class EvaluateConfig:
-    """What `speechkd evaluate` measures: the model, what it is compared with, how it decodes and times."""
-
-    model: str
-    manifests: tuple[str, ...]
-    output_dir: str
-    baseline: str | None = None  # compared on the same utterances, interleaved batch by batch
-    assistant: str | None = None  # a student drafting for the teacher: `baseline` if given, else `model`
-    engine: str = "transformers"  # or "faster-whisper" (CTranslate2 directories from `speechkd export`)
-    device: str | None = None
-    dtype: str = "float32"
-    compute_type: str | None = None  # faster-whisper only (e.g. int8); default: dtype
-    threads: int | None = None  # CPU threads for torch and CTranslate2 (default: theirs)
-    batch_size: int = 16
-    num_beams: int = 1
-    language: str | None = None
-    task: str | None = None
-    max_new_tokens: int | None = None
-    long_form: bool = True
-    no_reference: bool = False  # speed and transcripts only, for manifests without `text`
-    max_utterances: int | None = None  # the first N of each manifest
-    warmup: int = 1  # untimed decode calls per system before timing
-    latency_utterances: int | None = (
-        64  # timed at batch size 1 when batch_size > 1, speculative too (None: all)
-    )
-    draft_tokens: int = 5
-    draft_schedule: str = "heuristic"
-    draft_confidence: float | None = None
-    profile_utterances: int = 4  # per-component cost profile (encoder, decoder step, projection)
-    bootstrap_samples: int = 1000
-    seed: int = 0
-    overwrite: bool = False
-    progress: bool = True
-
-    def __post_init__(self):
-        object.__setattr__(self, "manifests", tuple(str(m) for m in self.manifests))
-        if not self.manifests:
-            raise ValueError("give at least one --manifest to evaluate on")
-        if self.engine not in ENGINES:
-            raise ValueError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
-        if self.assistant and self.engine != "transformers":
-            raise ValueError("--assistant (speculative decoding) needs --engine transformers")
-        if self.assistant and self.num_beams != 1:
-            raise ValueError("--assistant verifies greedy decoding: use it with --num-beams 1")
-        if self.batch_size < 1 or self.warmup < 0:
-            raise ValueError("--batch-size must be at least 1 and --warmup at least 0")
-        if self.draft_schedule not in DRAFT_SCHEDULES:
-            raise ValueError(
-                f"draft schedule {self.draft_schedule!r}: choose one of {', '.join(DRAFT_SCHEDULES)}"
-            )
-
-    def decoding(self, batch_size: int | None = None) -> DecodingOptions:
-        return DecodingOptions(
-            batch_size=batch_size or self.batch_size,
-            num_beams=self.num_beams,
-            language=self.language,
-            task=self.task,
-            max_new_tokens=self.max_new_tokens,
-            long_form=self.long_form,
-        )
-
-    def draft(self) -> DraftOptions:
-        return DraftOptions(self.draft_tokens, self.draft_schedule, self.draft_confidence)
+from speechkd.evaluate.config import EvaluateConfig
+from speechkd.evaluate.engines import SpeculativeEngine, load_engine, load_speculative_engine
+from speechkd.evaluate.results import assemble_metrics, prediction_rows
+from speechkd.evaluate.speculative import DraftStats
+from speechkd.evaluate.speed import rotated, timed
+from speechkd.files import atomic_write_json
+from speechkd.manifest import ManifestError, read_manifest, write_manifest
 
 
 def evaluate(config: EvaluateConfig) -> dict:
     """Run the evaluation and write predictions*.jsonl, report.md, plots and metrics.json; return the metrics."""
-    from speechkd.report import write_report
+    from speechkd.evaluate.report import write_report
 
     output_dir = _refuse_finished(config)
     utterances = load_utterances(config)
@@ -282,7 +221,7 @@ def _profiles(systems: dict, utterances: list[dict], main: dict, config: Evaluat
     """Per-component costs of the transformers systems on a few decoded clips, after all the timed passes;
     clip by clip, the systems in rotating order, so machine noise hits all alike."""
     from speechkd.audio import load_audio
-    from speechkd.speed import measure_costs, summarize_costs
+    from speechkd.evaluate.speed import measure_costs, summarize_costs
 
     if config.profile_utterances <= 0 or config.engine != "transformers":
         return {}

@@ -1,4 +1,4 @@
-"""Stage 3 data: pseudo-label token sequences, per-utterance caches of frozen-model outputs, batches.
+"""Stage 3 data: pseudo-label token sequences, examples, the seeded (window-grouped) sampler and batches.
 
 A frozen encoder gives the same output for an utterance every epoch, so it runs once per utterance and its
 output is kept (float16, on disk or in memory); training steps then run decoders only. The teacher's
@@ -8,18 +8,16 @@ tempered top-k log-probabilities can be kept the same way, so that steps do not 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from speechkd.audio import SAMPLE_RATE, AudioError, load_audio
 from speechkd.config import ConfigError
+from speechkd.encoder_cache import audio_key
 from speechkd.encoder_window import same_window_groups
 from speechkd.losses import IGNORE_INDEX, TopKTargets
 
@@ -87,16 +85,6 @@ class Example:
         return head + text + [self.prompt.end], len(head)
 
 
-def audio_key(path: str) -> str:
-    """A cache key for an audio file: its path, size and modification time (so edited audio is re-encoded)."""
-    try:
-        stat = os.stat(path)
-        signature = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-    except OSError:
-        signature = f"{path}|missing"
-    return hashlib.sha1(signature.encode()).hexdigest()[:24]
-
-
 def label_tokens(tokenizer, label: str) -> list[int]:
     """Text tokens of a label, with the leading space Whisper emits before the first word."""
     label = label.strip()
@@ -157,63 +145,6 @@ def evaluation_examples(records: Sequence[dict], text_field: str = "text") -> tu
     return examples, skipped
 
 
-class UtteranceCache:
-    """Per-utterance tensors computed by frozen models: one file per utterance in a folder, or a dict."""
-
-    def __init__(self, folder: Path | None):
-        self.folder = folder
-        self.memory: dict[str, dict] = {}
-        self.errors: dict[str, str] = {}
-        if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
-
-    def __contains__(self, key: str) -> bool:
-        if self.folder is None:
-            return key in self.memory
-        return (self.folder / f"{key}.pt").exists()
-
-    def get(self, key: str) -> dict:
-        if self.folder is None:
-            return self.memory[key]
-        return torch.load(self.folder / f"{key}.pt", weights_only=True)
-
-    def put(self, key: str, entry: dict) -> None:
-        if self.folder is None:
-            self.memory[key] = entry
-            return
-        temp = self.folder / f".{key}.{os.getpid()}.tmp"
-        torch.save(entry, temp)
-        os.replace(temp, self.folder / f"{key}.pt")
-
-    def mark_failed(self, key: str, message: str) -> None:
-        self.errors[key] = message
-        if self.folder is not None:
-            (self.folder / f"{key}.failed").write_text(message, encoding="utf-8")
-
-    def failure(self, key: str) -> str | None:
-        if key in self.errors or self.folder is None:
-            return self.errors.get(key)
-        path = self.folder / f"{key}.failed"
-        return path.read_text(encoding="utf-8") if path.exists() else None
-
-
-def fingerprint(*parts: torch.nn.Module | str) -> str:
-    """A short hash of model weights (a sample of every tensor) and settings, naming a cache folder."""
-    digest = hashlib.sha1()
-    for part in parts:
-        if isinstance(part, str):
-            digest.update(part.encode())
-            continue
-        for p in part.parameters():
-            digest.update(p.detach().flatten()[:4096].float().cpu().numpy().tobytes())
-    return digest.hexdigest()[:12]
-
-
-def encoder_cache_folder(root: Path, *parts: torch.nn.Module | str) -> Path:
-    """The encoder cache folder under ROOT for these encoders (or settings): shared by pseudo-label and distill."""
-    return Path(root) / f"encoder-{fingerprint(*parts)}"
-
-
 def load_clips(examples: Sequence[Example]) -> tuple[list[Example], list[np.ndarray], dict[str, str]]:
     """(loaded examples, their audio, {key: error}) — unreadable or over-30-s audio goes to the errors."""
     loaded, audios, errors = [], [], {}
@@ -229,29 +160,6 @@ def load_clips(examples: Sequence[Example]) -> tuple[list[Example], list[np.ndar
         loaded.append(example)
         audios.append(audio)
     return loaded, audios, errors
-
-
-def fill_cache(
-    examples: Sequence[Example],
-    cache: UtteranceCache,
-    compute: Callable[[Sequence[Example], list[np.ndarray]], list[dict]],
-    batch_size: int,
-    desc: str,
-    progress: bool = True,
-) -> None:
-    """Run COMPUTE on every example whose entry is missing; unreadable audio is recorded, not raised."""
-    todo = list({e.key: e for e in examples if e.key not in cache and cache.failure(e.key) is None}.values())
-    bar = tqdm(total=len(todo), desc=desc, unit="utt", disable=not progress or not todo)
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start : start + batch_size]
-        loaded, audios, errors = load_clips(chunk)
-        for key, message in errors.items():
-            cache.mark_failed(key, message)
-        if loaded:
-            for example, entry in zip(loaded, compute(loaded, audios)):
-                cache.put(example.key, entry)
-        bar.update(len(chunk))
-    bar.close()
 
 
 def keep_timestamps(seed: int, epoch: int, index: int, probability: float) -> bool:

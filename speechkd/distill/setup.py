@@ -6,32 +6,33 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
 
 from speechkd.audio import SAMPLE_RATE
 from speechkd.config import ConfigError
-from speechkd.encoder_window import window_of
-from speechkd.losses import topk_targets
-from speechkd.manifest import read_manifest
-from speechkd.models import load_model, resolve_model
-from speechkd.train_data import (
+from speechkd.distill.config import DistillConfig
+from speechkd.distill.data import (
     Example,
-    UtteranceCache,
-    encoder_cache_folder,
     evaluation_examples,
-    fill_cache,
-    fingerprint,
+    load_clips,
     make_prompt,
     pad_sequences,
     teacher_key,
     training_examples,
 )
-
-if TYPE_CHECKING:
-    from speechkd.train import DistillConfig
+from speechkd.encoder_cache import (
+    UtteranceCache,
+    encoder_cache_folder,
+    encoder_entry,
+    fill_cache,
+    fingerprint,
+)
+from speechkd.encoder_window import window_of
+from speechkd.losses import topk_targets
+from speechkd.manifest import read_manifest
+from speechkd.models import load_model, resolve_model
 
 
 @dataclass
@@ -140,7 +141,7 @@ def prepare_data(config: DistillConfig, models: Models, accelerator) -> Training
     if config.encoder_cache == "none":  # only check that the audio loads
         compute = _durations_only
     progress = config.progress and accelerator.is_local_main_process
-    fill_cache(everything[shard], cache, compute, config.batch_size, "encoder cache", progress)
+    fill_cache(everything[shard], cache, compute, load_clips, config.batch_size, "encoder cache", progress)
     accelerator.wait_for_everyone()
     failed = [e for e in everything if cache.failure(e.key) is not None]
     for example in failed[:5]:
@@ -176,7 +177,7 @@ def _encoder_parts(config: DistillConfig, models: Models) -> list:
 
 
 def _durations_only(examples: Sequence[Example], audios: list) -> list[dict]:
-    return [{"duration": len(audio) / SAMPLE_RATE} for audio in audios]
+    return [encoder_entry(len(audio) / SAMPLE_RATE) for audio in audios]
 
 
 def _examples(config: DistillConfig, models: Models) -> tuple[list[Example], list[Example], dict]:
@@ -229,7 +230,7 @@ def _encoder_entries(models: Models, config: DistillConfig, device: torch.device
         if models.teacher is not None and not models.shared_encoder:
             parts["teacher_states"] = models.teacher.model.encoder(features.to(models.teacher.dtype))[0]
         return [
-            {"duration": len(audio) / SAMPLE_RATE, **{k: v[i].half().cpu().clone() for k, v in parts.items()}}
+            encoder_entry(len(audio) / SAMPLE_RATE, **{name: tensor[i] for name, tensor in parts.items()})
             for i, audio in enumerate(audios)
         ]
 

@@ -8,7 +8,6 @@ import os
 import random
 import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 
 from speechkd.config import ConfigError
-from speechkd.manifest import atomic_write_json
+from speechkd.files import atomic_write_json
 
 CHECKPOINTS = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
@@ -110,20 +109,6 @@ def load_checkpoint(folder: Path, rank: int) -> tuple[dict, dict | None]:
 
 
 # ---------------------------------------------------------------------------- exports
-
-
-def save_student(model, processor, target: Path, provenance: dict) -> None:
-    """Write a transformers checkpoint (model + processor + speechkd.json), replacing TARGET atomically."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        model.save_pretrained(staging)
-        processor.save_pretrained(staging)
-        (staging / "speechkd.json").write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def decoder_only_draft(model):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from speechkd.manifest import atomic_write_text
-from speechkd.results import latency_pass
+from speechkd.evaluate.results import latency_pass
+from speechkd.files import atomic_write_text
 
 SYSTEM_LABELS = {"model": "model", "baseline": "baseline", "speculative": "teacher + draft (speculative)"}
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 from pathlib import Path
 
+from speechkd.files import staged_dir, write_provenance
 from speechkd.models import ModelError, resolve_model
 
 FORMATS = ("ctranslate2",)
@@ -39,19 +37,11 @@ def export_ctranslate2(
         )
     location = resolve_model(ref)
     converter = _converter_class()(location, copy_files=["tokenizer.json"])
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-", dir=output_dir.parent))
-    try:
+    with staged_dir(output_dir) as staging:
         converter.convert(str(staging), quantization=quantization, force=True)
         _write_preprocessor_config(location, staging)
         provenance = {"source": ref, "format": "ctranslate2", "quantization": quantization or "float32"}
-        provenance |= converter.sizes
-        (staging / "speechkd.json").write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        staging.rename(output_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        write_provenance(staging, provenance | converter.sizes)
     return output_dir
 
 

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from speechkd.audio import SAMPLE_RATE
-from speechkd.streaming import StreamingConfig, StreamingTranscriber, Update, latency_summary
+from speechkd.streaming.transcriber import StreamingConfig, StreamingTranscriber, Update, latency_summary
 
 STATIC_FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -115,7 +115,7 @@ class StreamingServer:
         if path not in STATIC_FILES:
             return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
         name, content_type = STATIC_FILES[path]
-        body = resources.files("speechkd").joinpath("static", name).read_bytes()
+        body = resources.files("speechkd.streaming").joinpath("static", name).read_bytes()
         response = connection.respond(HTTPStatus.OK, "")
         for header in ("Content-Type", "Content-Length"):
             del response.headers[header]

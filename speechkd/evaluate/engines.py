@@ -20,8 +20,14 @@ from speechkd.decoding import (
     decode_audios,
     token_budget,
 )
+from speechkd.evaluate.speculative import (
+    DraftOptions,
+    DraftStats,
+    configure_draft,
+    counting_draft_tokens,
+    load_draft,
+)
 from speechkd.models import ModelError, count_parameters, load_model, pick_device, resolve_model
-from speechkd.speculative import DraftOptions, DraftStats, configure_draft, counting_draft_tokens, load_draft
 from speechkd.text import compression_ratio
 
 ENGINES = ("transformers", "faster-whisper")
