@@ -111,7 +111,7 @@ def main() -> None:
     features = processor.feature_extractor(
         audios, sampling_rate=SAMPLE_RATE, return_tensors="pt"
     ).input_features
-    labels_only = Collator(examples, None, None, None, seed=0, probability=0.0)
+    labels_only = Collator(examples, None, None, None, seed=0, timestamp_probability=0.0)
     labels_only.load_features = lambda chosen: (features[[examples.index(e) for e in chosen]], None)
 
     cache, teacher_cache = UtteranceCache(work / "encoder"), UtteranceCache(work / "teacher")
@@ -127,8 +127,8 @@ def main() -> None:
     teacher_fill = (time.perf_counter() - started) / n
     rest = [teacher_cache.get(teacher_key(e, e.sequence(False)[0]))["rest"].float().exp() for e in examples]
     rest = torch.cat(rest)
-    cached = Collator(examples, cache, None, None, seed=0, probability=0.0)
-    cached_topk = Collator(examples, cache, teacher_cache, None, seed=0, probability=0.0)
+    cached = Collator(examples, cache, None, None, seed=0, timestamp_probability=0.0)
+    cached_topk = Collator(examples, cache, teacher_cache, None, seed=0, timestamp_probability=0.0)
 
     pad = prompt.end
     systems = [

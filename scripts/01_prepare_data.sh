@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Stage 1 data: materialise the corpus (bundled or Hugging Face), then the manifests this run uses.
+# Stage 1 of scripts/run.sh (prepare data): materialise the corpus (bundled or Hugging Face), then this run's manifests.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 usage() {
   cat <<'USAGE'
 Usage: scripts/01_prepare_data.sh --config FILE [--run-dir DIR] [--dry-run]
+Stage 1 of 5 (scripts/run.sh --stage 1): prepare data.
 
 Writes RUN_DIR/data/pseudo_label_input.jsonl (what the teacher transcribes) and RUN_DIR/data/eval.jsonl.
 Config keys (section run.data): prepare (bundled corpus name, e.g. fotaq), data_dir, pseudo_label_inputs and

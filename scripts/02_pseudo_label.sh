@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Stage 1: the teacher transcribes the run's input manifest; filters keep the good pseudo-labels.
+# Stage 2 of scripts/run.sh (pseudo-label): the teacher transcribes the input manifest; filters keep the good labels.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 usage() {
   cat <<'USAGE'
 Usage: scripts/02_pseudo_label.sh --config FILE [--run-dir DIR] [--dry-run] [-- extra pseudo-label flags]
+Stage 2 of 5 (scripts/run.sh --stage 2): pseudo-label.
 
 Runs `speechkd pseudo-label` (section pseudo_label of the config; run.launcher for several processes) on
 RUN_DIR/data/pseudo_label_input.jsonl into RUN_DIR/pseudo_label/. Resumes an interrupted run.

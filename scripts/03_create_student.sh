@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Stage 2: copy the teacher and keep a few maximally spaced decoder layers.
+# Stage 3 of scripts/run.sh (create student): copy the teacher, keep a few maximally spaced decoder layers.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 usage() {
   cat <<'USAGE'
 Usage: scripts/03_create_student.sh --config FILE [--run-dir DIR] [--dry-run] [-- extra create-student flags]
+Stage 3 of 5 (scripts/run.sh --stage 3): create student.
 
 Runs `speechkd create-student` (section create_student) into RUN_DIR/student_init/; skips a finished one.
 USAGE

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Stage 3: train the student on the kept pseudo-labels (KL to the teacher + CE); resumes after an interruption.
+# Stage 4 of scripts/run.sh (distill): train the student on the kept pseudo-labels (KL + CE); resumable.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 usage() {
   cat <<'USAGE'
 Usage: scripts/04_distill.sh --config FILE [--run-dir DIR] [--dry-run] [-- extra distill flags]
+Stage 4 of 5 (scripts/run.sh --stage 4): distill.
 
 Runs `speechkd distill --resume` (section distill; run.launcher for several processes) on
 RUN_DIR/pseudo_label/train.jsonl, evaluating on RUN_DIR/data/eval.jsonl, into RUN_DIR/distill/.

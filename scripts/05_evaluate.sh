@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Stage 4: the trained student against the teacher (WER, RTFx, speed-up) and as the teacher's speculative draft.
+# Stage 5 of scripts/run.sh (evaluate): the student against the teacher (WER, RTFx) and as its speculative draft.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 usage() {
   cat <<'USAGE'
 Usage: scripts/05_evaluate.sh --config FILE [--run-dir DIR] [--dry-run] [-- extra evaluate flags]
+Stage 5 of 5 (scripts/run.sh --stage 5): evaluate.
 
 Runs `speechkd evaluate` (section evaluate) with the student RUN_DIR/distill/final, the teacher as --baseline and
 the student's draft as --assistant, on RUN_DIR/data/eval.jsonl, into RUN_DIR/evaluate/; then copies the report

@@ -31,7 +31,7 @@ from speechkd.files import atomic_write_json, package_versions
 from speechkd.filters import FilterConfig, label_row
 from speechkd.manifest import read_manifest, write_manifest
 from speechkd.models import pick_device, resolve_model
-from speechkd.text import normalize, word_errors
+from speechkd.text import normalised_word_errors
 
 PSEUDO_LABELS = "pseudo_labels.jsonl"  # every utterance, with signals and verdict
 TRAIN = "train.jsonl"  # the kept ones
@@ -397,9 +397,8 @@ def summarize(rows: list[dict], config: PseudoLabelConfig, decode_seconds: float
 def _pooled_wer(rows: list[dict], language: str | None) -> float | None:
     if not rows:
         return None
-    refs = [normalize(row["text"], language) for row in rows]
-    hyps = [normalize(row["teacher_text"], language) for row in rows]
-    return round(word_errors(refs, hyps).wer, 4)
+    errors = normalised_word_errors([r["text"] for r in rows], [r["teacher_text"] for r in rows], language)
+    return round(errors.wer, 4)
 
 
 def format_summary(summary: dict, output_dir: str | os.PathLike) -> str:

@@ -74,6 +74,15 @@ def word_errors(references: Sequence[str], hypotheses: Sequence[str]) -> WordErr
     return _count_edits(references, hypotheses, jiwer.process_words, lambda text: len(text.split()))
 
 
+def normalised_word_errors(
+    references: Sequence[str], hypotheses: Sequence[str], language: str | None = "en"
+) -> WordErrors:
+    """Pooled word edit counts after normalising both sides for LANGUAGE: the one "normalise then score"."""
+    return word_errors(
+        [normalize(r, language) for r in references], [normalize(h, language) for h in hypotheses]
+    )
+
+
 def char_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     """Pooled character error rate (spaces count as characters, as in jiwer.cer)."""
     edits = _count_edits(references, hypotheses, jiwer.process_characters, lambda text: len(text.strip()))

@@ -8,7 +8,7 @@ from tqdm.auto import tqdm
 
 from speechkd.decoding import DecodingOptions, check_language_options, transcribe_paths
 from speechkd.models import load_model
-from speechkd.text import normalize, word_errors
+from speechkd.text import normalised_word_errors
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,7 @@ def score_rows(rows: list[dict], language: str | None = "en") -> dict | None:
     scored = [r for r in rows if r.get("text") is not None and r.get("error") is None]
     if not scored:
         return None
-    errors = word_errors(
-        [normalize(r["text"], language) for r in scored],
-        [normalize(r["hypothesis"], language) for r in scored],
-    )
+    errors = normalised_word_errors([r["text"] for r in scored], [r["hypothesis"] for r in scored], language)
     return {
         "wer": errors.wer,
         "n_utterances": len(scored),

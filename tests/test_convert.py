@@ -14,7 +14,7 @@ from speechkd.audio import load_audio
 from speechkd.convert.checkpoint import build_tokenizer
 from speechkd.convert.ctranslate2 import ConversionError, CT2Model, ct2_to_state_dict, read_ct2_model
 from speechkd.decoding import DecodingOptions, decode_short_form
-from speechkd.models import BUNDLED, package_file, load_model
+from speechkd.models import BUNDLED, load_model, package_file
 
 ctranslate2 = pytest.importorskip(
     "ctranslate2", reason="ctranslate2 is the conversion oracle (pip install ctranslate2)"

@@ -53,6 +53,26 @@ def test_long_form_rows_get_hallucination_signals():
     assert long_form["ins_rate"] == pytest.approx(3.0)
 
 
+def test_short_form_loops_are_counted():
+    rows = [
+        row("Who are you?", "Who are you? " * 8),  # 24 words for 3: a loop
+        row("No.", "No, no."),  # twice the reference: not a loop
+        row("Lunch has been served.", "Lunch has been served."),
+    ]
+    summary = summarize(rows)
+    assert summary["loops"] == 1
+    assert summary["repeated_3grams"] == 19 and summary["ref_repeated_3grams"] == 0
+
+
+def test_speed_is_reported_per_duration_bucket():
+    from speechkd.evaluate.results import rtfx_by_duration
+
+    utterances = [{"duration": d} for d in (2.0, 3.0, 10.0, 20.0)]
+    measured = {0: {"seconds": 1.0}, 1: {"seconds": 1.5}, 2: {"seconds": 2.0}, 3: {"seconds": 10.0}}
+    by_duration = rtfx_by_duration(measured, utterances, [0, 1, 2, 3])
+    assert by_duration == {"< 5 s": 2.0, "5-15 s": 5.0, "15-30 s": 2.0}
+
+
 def test_paired_bootstrap_interval_holds_the_difference():
     teacher = [
         row(f"what are you doing in kitchen {i}", f"what are you doing in kitchen {i}") for i in range(20)

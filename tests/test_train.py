@@ -116,7 +116,7 @@ def test_previous_clip_text_is_a_masked_prompt(tokenizer):
     assert examples[4].previous_ids == examples[3].text_ids[-9:]
     capped, _ = training_examples(records, tokenizer, lambda _: examples[0].prompt, "teacher_text", 448, 4)
     assert capped[1].previous_ids == examples[1].previous_ids[-3:]  # 4 tokens with <|startofprev|>
-    collator = Collator(examples, None, None, None, seed=0, probability=0.0, prompt=0.5)
+    collator = Collator(examples, None, None, None, seed=0, timestamp_probability=0.0, prompt_probability=0.5)
     prompted = [len(collator.sequences([1])[0][0]) > len(examples[1].sequence(False)[0]) for _ in range(1)]
     draws = [keep_previous(0, e, 1, 0.5) for e in range(60)]
     assert 10 < sum(draws) < 50 and draws != [keep_timestamps(0, e, 1, 0.5) for e in range(60)]

@@ -1,6 +1,6 @@
 """Flight of the Amazon Queen: the game's speech resources, labelled with the text of its dialogue files.
 
-Format facts are in docs/offline-assets.md ("Real speech"). A dialogue line with index i of the dialogue
+Format facts: the README's "Data" section and the comments below. A dialogue line with index i of the dialogue
 with talk key k is voiced as "%2d%4x" % (k, i) + P (the character) or J (Joe) + the segment number.
 Index 0 holds the greetings, voiced under other names; checked against all 73 dialogues (the id sets
 match exactly): `kkSSSSJn` is Joe's entry 0 (his opening line), `kkXXXXJn` is the character's entry 0

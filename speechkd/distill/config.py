@@ -17,7 +17,7 @@ RUN_DEFINING = (
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """Everything `speechkd distill` does; defaults follow the Distil-Whisper recipe (see docs/usage/distill.md)."""
+    """Everything `speechkd distill` does; defaults follow the Distil-Whisper recipe (README.md, "Distil")."""
 
     teacher: str = ""
     student: str = ""

@@ -254,15 +254,23 @@ class Collator:
     """Turns a list of examples into a Batch for one epoch (the epoch seeds the timestamp draws)."""
 
     def __init__(
-        self, examples, cache, teacher_cache, feature_extractor, seed, probability, epoch=0, prompt=0.0
+        self,
+        examples,
+        cache,
+        teacher_cache,
+        feature_extractor,
+        seed: int,
+        timestamp_probability: float,
+        epoch: int = 0,
+        prompt_probability: float = 0.0,
     ):
         self.examples, self.cache, self.teacher_cache = examples, cache, teacher_cache
         self.feature_extractor, self.seed, self.epoch = feature_extractor, seed, epoch
-        self.probability, self.prompt_probability = probability, prompt
+        self.timestamp_probability, self.prompt_probability = timestamp_probability, prompt_probability
 
     def sequences(self, indices: Sequence[int]) -> list[tuple[list[int], int]]:
         draws = [
-            (keep_timestamps(self.seed, self.epoch, i, self.probability),
+            (keep_timestamps(self.seed, self.epoch, i, self.timestamp_probability),
              keep_previous(self.seed, self.epoch, i, self.prompt_probability))
             for i in indices
         ]  # fmt: skip

@@ -37,7 +37,7 @@ from speechkd.encoder_window import cut_features, window_frames, window_of
 from speechkd.files import atomic_write_text, save_model_dir
 from speechkd.losses import LossTerms, LossWeights, distillation_loss, hidden_state_mse, label_mask
 from speechkd.models import pick_device
-from speechkd.text import normalize, word_errors
+from speechkd.text import normalised_word_errors
 
 # ---------------------------------------------------------------------------- one batch
 
@@ -146,9 +146,8 @@ def evaluate(model, processor, examples, cache, options: DecodingOptions, state_
         results = decode_short_form(model, processor, audios, options, encoder_states=states)
         rows += [{"id": e.id, "text": e.text, "hypothesis": r.text} for e, r in zip(loaded, results)]
     model.train(was_training)
-    references = [normalize(r["text"], options.language) for r in rows]
-    hypotheses = [normalize(r["hypothesis"], options.language) for r in rows]
-    wer = word_errors(references, hypotheses).wer
+    texts = [r["text"] for r in rows]
+    wer = normalised_word_errors(texts, [r["hypothesis"] for r in rows], options.language).wer
     return {"wer": wer, "n_utterances": len(rows), "n_failed": failed, "predictions": rows}
 
 
@@ -208,7 +207,7 @@ class Trainer:
         self.log = MetricsLog(self.output_dir, resumed_at, accelerator.is_main_process)
         self.collator = Collator(
             data.train, data.cache, data.teacher_cache, models.processor.feature_extractor,
-            config.seed, config.timestamp_probability, prompt=config.prompt_probability,
+            config.seed, config.timestamp_probability, prompt_probability=config.prompt_probability,
         )  # fmt: skip
         self.options = DecodingOptions(config.eval_batch_size, language=config.language, task=config.task)
 

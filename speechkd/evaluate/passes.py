@@ -20,6 +20,7 @@ from speechkd.evaluate.engines import SpeculativeEngine, load_engine, load_specu
 from speechkd.evaluate.results import assemble_metrics, prediction_rows
 from speechkd.evaluate.speculative import DraftStats
 from speechkd.evaluate.speed import rotated, timed
+from speechkd.evaluate.timing import Pass, Passes
 from speechkd.files import atomic_write_json
 from speechkd.manifest import ManifestError, read_manifest, write_manifest
 
@@ -35,7 +36,7 @@ def evaluate(config: EvaluateConfig) -> dict:
         torch.set_num_threads(config.threads)
     try:
         systems, passes = measure(config, utterances)
-        profiles = _profiles(systems, utterances, passes["main"], config)
+        profiles = _profiles(systems, utterances, passes.main, config)
         metrics = assemble_metrics(config, systems, utterances, passes, profiles)
     finally:
         torch.set_num_threads(threads)
@@ -47,17 +48,15 @@ def evaluate(config: EvaluateConfig) -> dict:
     return metrics
 
 
-def measure(config: EvaluateConfig, utterances: list[dict]) -> tuple[dict, dict]:
+def measure(config: EvaluateConfig, utterances: list[dict]) -> tuple[dict, Passes]:
     """Load the systems and run the timed passes: at the batch size, then at batch size 1 where needed."""
     systems = _load_systems(config)
     speculative = systems.pop("speculative", None)
     main_systems = list(systems.values())
     if speculative is not None and config.batch_size == 1:
         main_systems.append(speculative)
-    passes = {"main": run_pass(main_systems, utterances, config, "evaluate")}
-    bs1 = _batch_size_one_pass(config, systems, speculative, utterances)
-    if bs1 is not None:
-        passes["bs1"] = bs1
+    passes = Passes(run_pass(main_systems, utterances, config, "evaluate"))
+    passes.at_one = _batch_size_one_pass(config, systems, speculative, utterances)
     if speculative is not None:
         systems["speculative"] = speculative
     return systems, passes
@@ -154,11 +153,8 @@ def _window_model(systems: list):
     return None
 
 
-def run_pass(systems: list, utterances: list[dict], config: EvaluateConfig, label: str) -> dict:
-    """Decode UTTERANCES with every system, batch by batch, rotating the order so noise hits all alike.
-
-    Returns {"batch_size", "utterances": [indices], "systems": {name: {index: measurement}}, "seconds": {...}}.
-    """
+def run_pass(systems: list, utterances: list[dict], config: EvaluateConfig, label: str) -> Pass:
+    """Decode UTTERANCES with every system, batch by batch, rotating the order so noise hits all alike."""
     durations = [u["duration"] for u in utterances]
     batches = length_grouped_batches(durations, config.batch_size, _window_model(systems))
     measured = {s.name: {} for s in systems}
@@ -183,13 +179,13 @@ def run_pass(systems: list, utterances: list[dict], config: EvaluateConfig, labe
             stats = getattr(system, "last_stats", None)
             for k, result in zip(good, results):
                 measured[system.name][batch[k]] = _measurement(result, elapsed / len(good), stats)
-    return {
-        "batch_size": config.batch_size,
-        "utterances": [i for batch in batches for i in batch],
-        "systems": measured,
-        "seconds": seconds,
-        "targets": {s.name: getattr(s, "target", None) for s in systems},  # speculative -> its plain teacher
-    }
+    return Pass(
+        config.batch_size,
+        [i for batch in batches for i in batch],
+        measured,
+        seconds,
+        {s.name: getattr(s, "target", None) for s in systems},
+    )
 
 
 def _warm_up(systems: list, clips: list, calls: int) -> None:
@@ -217,7 +213,7 @@ def _measurement(result, seconds: float, stats) -> dict:
     return measurement
 
 
-def _profiles(systems: dict, utterances: list[dict], main: dict, config: EvaluateConfig) -> dict:
+def _profiles(systems: dict, utterances: list[dict], main: Pass, config: EvaluateConfig) -> dict:
     """Per-component costs of the transformers systems on a few decoded clips, after all the timed passes;
     clip by clip, the systems in rotating order, so machine noise hits all alike."""
     from speechkd.audio import load_audio
@@ -225,8 +221,8 @@ def _profiles(systems: dict, utterances: list[dict], main: dict, config: Evaluat
 
     if config.profile_utterances <= 0 or config.engine != "transformers":
         return {}
-    model_results = main["systems"]["model"]
-    chosen = [i for i in main["utterances"] if model_results.get(i, {}).get("error") is None]
+    model_results = main.systems["model"]
+    chosen = [i for i in main.utterances if model_results.get(i, {}).get("error") is None]
     chosen = [i for i in chosen if utterances[i]["duration"] <= 30][: config.profile_utterances]
     measured = {name: [] for name in systems}
     for step, index in enumerate(chosen):

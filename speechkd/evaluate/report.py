@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from speechkd.evaluate.results import latency_pass
+from speechkd.evaluate.speed import DURATION_BUCKETS
+from speechkd.evaluate.timing import Passes
 from speechkd.files import atomic_write_text
 
 SYSTEM_LABELS = {"model": "model", "baseline": "baseline", "speculative": "teacher + draft (speculative)"}
@@ -16,7 +17,7 @@ def label(name: str, metrics: dict) -> str:
     return f"{target} + draft (speculative)" if name == "speculative" and target else SYSTEM_LABELS[name]
 
 
-def write_report(output_dir: Path, metrics: dict, passes: dict, utterances: list[dict]) -> list[str]:
+def write_report(output_dir: Path, metrics: dict, passes: Passes, utterances: list[dict]) -> list[str]:
     """Write report.md and the plots into OUTPUT_DIR; return the plot file names."""
     plots = write_plots(output_dir, metrics, passes)
     atomic_write_text(output_dir / "report.md", render_report(metrics, plots))
@@ -80,8 +81,8 @@ def systems_table(metrics: dict) -> list[str]:
     """One markdown row per system: size, accuracy, speed."""
     systems = metrics["systems"]
     lines = [
-        "| system | model | parameters | WER % | ortho WER % | CER % | RTFx | speed-up | latency p50 / p90 (ms) | tokens/s | utterances (failed) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| system | model | parameters | WER % | ortho WER % | CER % | RTFx | speed-up | latency p50 / p90 (ms) | tokens/s | loops | repeated 3-grams | utterances (failed) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     comparison = metrics.get("comparison", {})
     speculative = metrics.get("speculative", {})
@@ -93,12 +94,14 @@ def systems_table(metrics: dict) -> list[str]:
             f"{_pct(report.get('wer'))} | {_pct(report.get('wer_ortho'))} | {_pct(report.get('cer'))} | "
             f"{_num(report.get('rtfx'), 1)} | {_num(speedup, 2, '×')} | "
             f"{_ms(report.get('latency_p50'))} / {_ms(report.get('latency_p90'))} | "
-            f"{_num(report.get('tokens_per_second'), 1)} | {report['n_utterances']} ({report['n_failed']}) |"
+            f"{_num(report.get('tokens_per_second'), 1)} | {report.get('loops', '–')} | "
+            f"{report.get('repeated_3grams', '–')} | {report['n_utterances']} ({report['n_failed']}) |"
         )
     lines += [
         "",
         "Speed-ups: model vs baseline at the evaluated batch size; speculative vs the same teacher alone, "
-        "both at batch size 1.",
+        "both at batch size 1. Loops: hypotheses over 3× their reference's words; repeated 3-grams: word "
+        "3-grams that repeat an earlier one, summed over hypotheses.",
     ]
     return lines
 
@@ -108,6 +111,10 @@ def _comparison_section(comparison: dict) -> list[str]:
         return []
     lines = ["", "## Model against the baseline", ""]
     lines.append(f"- speed-up (RTFx ratio): {_num(comparison.get('speedup'), 2, '×')}")
+    buckets = comparison.get("speedup_by_duration") or {}
+    if buckets:
+        ordered = [name for _, _, name in DURATION_BUCKETS if name in buckets]
+        lines.append("- by clip duration: " + ", ".join(f"{b} {_num(buckets[b], 2, '×')}" for b in ordered))
     if comparison.get("decoder_speedup"):
         lines.append(
             f"- per component (batch size 1): encoder {_num(comparison['encoder_speedup'], 2, '×')}, decoder "
@@ -236,7 +243,7 @@ def _failed_section(systems: dict) -> list[str]:
     ]
 
 
-def write_plots(output_dir: Path, metrics: dict, passes: dict) -> list[str]:
+def write_plots(output_dir: Path, metrics: dict, passes: Passes) -> list[str]:
     """The PNG plots that the data supports; returns their file names."""
     import matplotlib
 
@@ -258,7 +265,7 @@ def write_plots(output_dir: Path, metrics: dict, passes: dict) -> list[str]:
     return plots
 
 
-def _plot_wer_vs_rtfx(axes, metrics: dict, passes: dict) -> bool:
+def _plot_wer_vs_rtfx(axes, metrics: dict, passes: Passes) -> bool:
     points = [
         (n, r["rtfx"], r["wer"])
         for n, r in metrics["systems"].items()
@@ -276,7 +283,7 @@ def _plot_wer_vs_rtfx(axes, metrics: dict, passes: dict) -> bool:
     return True
 
 
-def _plot_speaker_wer(axes, metrics: dict, passes: dict) -> bool:
+def _plot_speaker_wer(axes, metrics: dict, passes: Passes) -> bool:
     systems = {n: r["speakers"] for n, r in metrics["systems"].items() if r.get("speakers")}
     speakers = sorted({s for per in systems.values() for s, v in per.items() if v.get("wer") is not None})
     if not speakers:
@@ -291,12 +298,12 @@ def _plot_speaker_wer(axes, metrics: dict, passes: dict) -> bool:
     return True
 
 
-def _plot_latency(axes, metrics: dict, passes: dict) -> bool:
-    at_one = latency_pass(passes)
+def _plot_latency(axes, metrics: dict, passes: Passes) -> bool:
+    at_one = passes.latency()
     if at_one is None:
         return False
     drawn = False
-    for name, measured in at_one["systems"].items():
+    for name, measured in at_one.systems.items():
         latencies = [1000 * m["seconds"] for m in measured.values() if m["error"] is None]
         if latencies:
             axes.hist(latencies, bins=30, alpha=0.5, label=SYSTEM_LABELS.get(name, name))

@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+from collections import defaultdict
 
 import torch
 
 from speechkd.config import config_to_dict
 from speechkd.evaluate.scoring import accuracy_report, paired_bootstrap, score_utterance
 from speechkd.evaluate.speculative import round_speedup
-from speechkd.evaluate.speed import CostProfile, percentiles, rtfx
+from speechkd.evaluate.speed import CostProfile, duration_bucket, percentiles, rtfx
+from speechkd.evaluate.timing import Passes
 from speechkd.files import package_versions
 
 HEADLINE_KEYS = (
@@ -20,30 +22,16 @@ HEADLINE_KEYS = (
 )  # fmt: skip
 
 
-def system_pass(name: str, passes: dict) -> dict:
-    """The pass where NAME ran at its own batch size: the speculative system only runs at batch size 1."""
-    if name == "speculative" and "bs1" in passes:
-        return passes["bs1"]
-    return passes["main"]
-
-
-def latency_pass(passes: dict) -> dict | None:
-    """The pass timed at batch size 1, if any."""
-    if "bs1" in passes:
-        return passes["bs1"]
-    return passes["main"] if passes["main"]["batch_size"] == 1 else None
-
-
-def prediction_rows(name: str, utterances: list[dict], passes: dict) -> list[dict]:
+def prediction_rows(name: str, utterances: list[dict], passes: Passes) -> list[dict]:
     """One row per utterance the system decoded: input fields, hypothesis, normalised forms, errors, timing."""
-    run = system_pass(name, passes)
-    at_one = latency_pass(passes)
-    latencies = at_one["systems"].get(name, {}) if at_one else {}
-    target = run["targets"].get(name)
-    plain = run["systems"].get(target, {}) if target else {}
+    run = passes.of(name)
+    at_one = passes.latency()
+    latencies = at_one.systems.get(name, {}) if at_one else {}
+    target = run.targets.get(name)
+    plain = run.systems.get(target, {}) if target else {}
     rows = []
-    for index in run["utterances"]:
-        utterance, measured = utterances[index], run["systems"][name][index]
+    for index in run.utterances:
+        utterance, measured = utterances[index], run.systems[name][index]
         row = {key: utterance[key] for key in ("id", "manifest", "audio", "speaker", "duration", "reference")}
         row = {key: value for key, value in row.items() if value is not None}  # rows stay valid manifests
         row |= {"hypothesis": measured.get("hypothesis", ""), "error": measured["error"]}
@@ -60,23 +48,24 @@ def prediction_rows(name: str, utterances: list[dict], passes: dict) -> list[dic
     return rows
 
 
-def speed_report(name: str, utterances: list[dict], passes: dict) -> dict:
+def speed_report(name: str, utterances: list[dict], passes: Passes) -> dict:
     """RTFx (pooled audio over compute seconds), tokens/s, and latency percentiles at batch size 1."""
-    run = system_pass(name, passes)
-    decoded = [i for i, m in run["systems"][name].items() if m["error"] is None]
+    run = passes.of(name)
+    decoded = [i for i, m in run.systems[name].items() if m["error"] is None]
     audio = sum(utterances[i]["duration"] for i in decoded)
-    tokens = sum(len(run["systems"][name][i]["tokens"]) for i in decoded)
-    seconds = run["seconds"][name]
+    tokens = sum(len(run.systems[name][i]["tokens"]) for i in decoded)
+    seconds = run.seconds[name]
     report = {
         "rtfx": rtfx(audio, seconds),
         "compute_seconds": seconds,
         "timed_audio_seconds": audio,
         "tokens_per_second": tokens / seconds if seconds else None,
-        "batch_size": run["batch_size"],
+        "batch_size": run.batch_size,
+        "rtfx_by_duration": rtfx_by_duration(run.systems[name], utterances, decoded),
     }
-    at_one = latency_pass(passes)
-    if at_one and name in at_one["systems"]:
-        latencies = [m["seconds"] for m in at_one["systems"][name].values() if m["error"] is None]
+    at_one = passes.latency()
+    if at_one and name in at_one.systems:
+        latencies = [m["seconds"] for m in at_one.systems[name].values() if m["error"] is None]
         points = percentiles(latencies)
         report |= {
             "latency_p50": points["p50"],
@@ -86,7 +75,17 @@ def speed_report(name: str, utterances: list[dict], passes: dict) -> dict:
     return report
 
 
-def system_report(name: str, system, utterances: list[dict], passes: dict) -> tuple[dict, list[dict]]:
+def rtfx_by_duration(measured: dict[int, dict], utterances: list[dict], decoded: list[int]) -> dict:
+    """RTFx per duration bucket; an utterance's compute time is its share of its batch's (batches hold one window)."""
+    audio, seconds = defaultdict(float), defaultdict(float)
+    for i in decoded:
+        bucket = duration_bucket(utterances[i]["duration"])
+        audio[bucket] += utterances[i]["duration"]
+        seconds[bucket] += measured[i]["seconds"]
+    return {bucket: rtfx(audio[bucket], seconds[bucket]) for bucket in audio}
+
+
+def system_report(name: str, system, utterances: list[dict], passes: Passes) -> tuple[dict, list[dict]]:
     rows = prediction_rows(name, utterances, passes)
     report = accuracy_report(rows) | speed_report(name, utterances, passes) | system.info()
     report["failed"] = [
@@ -107,6 +106,10 @@ def comparison_report(
         comparison |= component_speedups(profiles["model"], profiles["baseline"], tokens)
     if model.get("latency_p50") and baseline.get("latency_p50"):
         comparison["latency_p50_speedup"] = baseline["latency_p50"] / model["latency_p50"]
+    comparison["speedup_by_duration"] = {
+        bucket: _ratio(value, baseline.get("rtfx_by_duration", {}).get(bucket))
+        for bucket, value in model.get("rtfx_by_duration", {}).items()
+    }
     comparison["parameter_ratio"] = _ratio(baseline.get("parameters"), model.get("parameters"))
     bootstrap = paired_bootstrap(model_rows, baseline_rows, config.bootstrap_samples, config.seed)
     if bootstrap:
@@ -138,11 +141,11 @@ def _ratio(a, b) -> float | None:
     return a / b if a and b else None
 
 
-def speculative_report(spec: dict, spec_rows: list[dict], passes: dict, system, profiles: dict) -> dict:
+def speculative_report(spec: dict, spec_rows: list[dict], passes: Passes, system, profiles: dict) -> dict:
     """Speed-up of the model with its draft over the model alone (same pass), acceptance and mismatches."""
-    run = system_pass("speculative", passes)
+    run = passes.of("speculative")
     target = system.target
-    plain_seconds, spec_seconds = run["seconds"][target], run["seconds"]["speculative"]
+    plain_seconds, spec_seconds = run.seconds[target], run.seconds["speculative"]
     stats = system.stats
     decoded = [r for r in spec_rows if r["error"] is None]
     mismatches = [r for r in decoded if not r["matches_greedy"]]
@@ -195,7 +198,7 @@ def speculative_bounds(report: dict, teacher: dict | None, assisted: dict | None
     }
 
 
-def assemble_metrics(config, systems: dict, utterances: list[dict], passes: dict, profiles: dict) -> dict:
+def assemble_metrics(config, systems: dict, utterances: list[dict], passes: Passes, profiles: dict) -> dict:
     """metrics.json: the model's headline numbers at the top, then every system, comparison and context."""
     reports, rows = {}, {}
     for name, system in systems.items():

@@ -10,6 +10,8 @@ import numpy as np
 from speechkd.text import char_error_rate, normalize, repeated_ngrams, word_errors
 
 HALLUCINATION_NGRAM = 5  # Distil-Whisper's "5-Dup." count
+LOOP_NGRAM = 3  # short lines loop on short phrases ("Who are you? Who are you? ...")
+LOOP_LENGTH_RATIO = 3.0  # a hypothesis over 3x its reference's words counts as a loop
 
 
 def score_utterance(reference: str | None, hypothesis: str, language: str | None) -> dict:
@@ -18,6 +20,7 @@ def score_utterance(reference: str | None, hypothesis: str, language: str | None
     row = {
         "hypothesis_norm": hypothesis_norm,
         "repeated_5grams": repeated_ngrams(hypothesis_norm, HALLUCINATION_NGRAM),
+        "repeated_3grams": repeated_ngrams(hypothesis_norm, LOOP_NGRAM),
     }
     if reference is None:
         return row
@@ -30,6 +33,7 @@ def score_utterance(reference: str | None, hypothesis: str, language: str | None
         "deletions": errors.deletions,
         "insertions": errors.insertions,
         "ref_words": errors.ref_words,
+        "loop": len(hypothesis_norm.split()) > LOOP_LENGTH_RATIO * max(errors.ref_words, 1),
     }
 
 
@@ -43,6 +47,7 @@ def summarize(rows: Sequence[dict]) -> dict:
         "n_failed": len(rows) - len(decoded),
         "audio_seconds": round(sum(r.get("duration") or 0.0 for r in decoded), 3),
         "repeated_5grams": sum(r["repeated_5grams"] for r in decoded),
+        "repeated_3grams": sum(r.get("repeated_3grams", 0) for r in decoded),
     }
     if not scored:
         return summary
@@ -59,6 +64,8 @@ def summarize(rows: Sequence[dict]) -> dict:
         "ins_rate": normalised.ins_rate,
         "ref_words": normalised.ref_words,
         "ref_repeated_5grams": sum(repeated_ngrams(r["reference_norm"], HALLUCINATION_NGRAM) for r in scored),
+        "ref_repeated_3grams": sum(repeated_ngrams(r["reference_norm"], LOOP_NGRAM) for r in scored),
+        "loops": sum(bool(r.get("loop")) for r in scored),
     }
 
 

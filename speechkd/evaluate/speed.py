@@ -38,6 +38,19 @@ def rtfx(audio_seconds: float, compute_seconds: float) -> float | None:
     return audio_seconds / compute_seconds if compute_seconds > 0 else None
 
 
+DURATION_BUCKETS = (
+    (0.0, 5.0, "< 5 s"),
+    (5.0, 15.0, "5-15 s"),
+    (15.0, 30.0, "15-30 s"),
+    (30.0, float("inf"), "> 30 s"),
+)
+
+
+def duration_bucket(seconds: float) -> str:
+    """The duration bucket a clip's speed is reported in (an audio-window model's gain depends on length)."""
+    return next(name for low, high, name in DURATION_BUCKETS if low <= seconds < high)
+
+
 def percentiles(values: Sequence[float], points: Sequence[int] = (50, 90)) -> dict[str, float | None]:
     """{"p50": ..., "p90": ...} of VALUES (None when there are none)."""
     if not values:

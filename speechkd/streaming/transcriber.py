@@ -335,11 +335,11 @@ def stream_statistics(
     result: StreamResult, reference: str | None = None, language: str | None = "en"
 ) -> dict:
     """What the demo reports: latency summary, real-time factor, buffer use, and WER against `reference`."""
-    from speechkd.text import normalize, word_errors
+    from speechkd.text import normalised_word_errors
 
     wer = None
     if reference is not None:
-        wer = word_errors([normalize(reference, language)], [normalize(result.text, language)]).wer
+        wer = normalised_word_errors([reference], [result.text], language).wer
     return {
         "n_words": len(result.words),
         "n_updates": result.n_updates,
