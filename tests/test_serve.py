@@ -215,3 +215,35 @@ def test_serves_several_clients_at_once(tiny_en, fotaq_dev_records):
     first, second = (set(normalize(f["text"]).split()) for f in finals)
     assert "kitchen" in first and "hamburger" not in first
     assert "hamburger" in second and "kitchen" not in second
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e30])
+def test_refuses_non_finite_or_absurd_samples(tiny_en, bad):
+    with running_server(tiny_en) as (_, port), open_session(port) as client:
+        frame = np.zeros(4000, dtype="<f4")
+        frame[100] = bad
+        client.send(frame.tobytes())
+        messages = [json.loads(m) for m in _messages(client, timeout=30)]
+        assert messages and messages[-1]["type"] == "error", messages
+        assert "samples" in messages[-1]["message"]
+        assert not any(m["type"] == "update" and m["committed"] for m in messages)
+        assert client.close_code == 1007
+
+
+def test_idle_sessions_are_closed_and_free_their_slots(tiny_en, speech):
+    idle_seconds = 2.0
+    with running_server(tiny_en, max_clients=4, idle_seconds=idle_seconds) as (server, port):
+        idle = [open_session(port) for _ in range(4)]  # `start`, then nothing
+        assert wait_until(lambda: len(server.sessions) == 4, timeout=10)
+        began, final = time.monotonic(), None
+        while final is None and time.monotonic() - began < idle_seconds + 1:
+            try:
+                final = transcribe(port, speech[0][: 16000 * 2])  # a real client, retrying while refused
+            except (ConnectionClosed, InvalidStatus, AssertionError, TimeoutError):
+                time.sleep(0.1)
+        served_after = time.monotonic() - began
+        assert final is not None and final["type"] == "final", f"not served within {idle_seconds + 1} s"
+        assert served_after < idle_seconds + 1 + 30  # the 30 s bounds transcription, not waiting
+        for client in idle:
+            assert close_code(client, timeout=5) == 1008
+            client.close()

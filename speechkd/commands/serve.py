@@ -25,6 +25,9 @@ def register(subparsers) -> None:
     parser.add_argument("--language", default=None, help="language code for multilingual models, e.g. en")
     parser.add_argument("--max-clients", type=int, default=4, help="simultaneous sessions (4)")
     parser.add_argument(
+        "--idle-seconds", type=float, default=10.0, help="close a session that sends no audio this long (10)"
+    )
+    parser.add_argument(
         "--max-session-seconds", type=float, default=600.0, help="audio per session before it is closed (600)"
     )
     parser.add_argument(
@@ -53,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         max_message_bytes=args.max_message_bytes,
         max_session_seconds=args.max_session_seconds,
         max_clients=args.max_clients,
+        idle_seconds=args.idle_seconds,
         streaming=StreamingConfig(chunk_seconds=args.chunk_seconds, language=args.language),
     )
     run_server(args.model, config, device=args.device, dtype=args.dtype or "float32")

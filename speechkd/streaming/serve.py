@@ -3,7 +3,9 @@
 Protocol on `/ws`: the client sends `{"type": "start", "sample_rate": 16000, "format": "f32"|"s16"}`, then
 binary little-endian PCM messages, then `{"type": "stop"}`. The server answers `ready`, then `update`
 messages (newly committed words with their latency, the partial text) and a `final` one with statistics.
-Each connection owns its transcriber; model calls run one at a time in a single worker thread.
+Each connection owns its transcriber; model calls run one at a time in a single worker thread. A frame with
+non-finite samples (NaN, inf) or float samples beyond ±MAX_ABS_SAMPLE ends the session with an `error` message
+and close code 1007; a session that sends no audio for `idle_seconds` is closed with 1008 to free its slot.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ STATIC_FILES = {
     "/pcm-worklet.js": ("pcm-worklet.js", "text/javascript; charset=utf-8"),
 }
 SAMPLE_FORMATS = {"f32": np.dtype("<f4"), "s16": np.dtype("<i2")}
+MAX_ABS_SAMPLE = 10.0  # float PCM lies in [-1, 1]; some headroom for hot microphones, none for garbage
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class ServerConfig:
     max_message_bytes: int = 65536  # 1 s of float32 audio at 16 kHz fits; larger frames are refused
     max_session_seconds: float = 600.0  # audio per connection
     max_clients: int = 4
+    idle_seconds: float = 10.0  # a session with no audio for this long is closed, freeing its slot
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
 
 
@@ -61,6 +65,7 @@ class Session:
     latencies: list[float] = field(default_factory=list)
     compute_seconds: float = 0.0
     task: asyncio.Task | None = None
+    last_audio: float = field(default_factory=time.monotonic)  # when audio last arrived (idle check)
 
     @property
     def received_seconds(self) -> float:
@@ -135,9 +140,10 @@ class StreamingServer:
         self.sessions.add(session)
         try:
             await websocket.send(json.dumps(self._ready_message()))
-            async for message in websocket:
-                if await self._on_message(websocket, session, message):
-                    break
+            while not await self._on_message(
+                websocket, session, await self._next_message(websocket, session)
+            ):
+                pass
         except ProtocolError as error:
             await _send_error(websocket, str(error), error.code)
         except ConnectionClosed:
@@ -146,6 +152,16 @@ class StreamingServer:
             if session.task is not None:
                 session.task.cancel()
             self.sessions.discard(session)
+
+    async def _next_message(self, websocket, session: Session):
+        """The client's next message; a session that has sent no audio for `idle_seconds` is closed."""
+        remaining = self.config.idle_seconds - (time.monotonic() - session.last_audio)
+        try:
+            return await asyncio.wait_for(websocket.recv(), timeout=max(remaining, 0.0))
+        except TimeoutError:
+            raise ProtocolError(
+                f"no audio for {self.config.idle_seconds:g} s: closing the idle session"
+            ) from None
 
     def _ready_message(self) -> dict:
         return {
@@ -156,6 +172,7 @@ class StreamingServer:
             "chunk_seconds": self.config.streaming.chunk_seconds,
             "max_message_bytes": self.config.max_message_bytes,
             "max_session_seconds": self.config.max_session_seconds,
+            "idle_seconds": self.config.idle_seconds,
         }
 
     async def _on_message(self, websocket, session: Session, message) -> bool:
@@ -182,6 +199,12 @@ class StreamingServer:
         samples = np.frombuffer(message, dtype=session.sample_format).astype(np.float32)
         if session.sample_format.kind == "i":
             samples /= 32768.0
+        elif not np.isfinite(samples).all():
+            raise ProtocolError("audio frame holds NaN or infinite samples", 1007)
+        elif len(samples) and np.abs(samples).max() > MAX_ABS_SAMPLE:
+            peak = float(np.abs(samples).max())
+            raise ProtocolError(f"float samples must lie in [-1, 1]; this frame reaches {peak:.3g}", 1007)
+        session.last_audio = time.monotonic()
         if session.received_seconds + len(samples) / SAMPLE_RATE > self.config.max_session_seconds:
             raise ProtocolError(f"session limit reached: {self.config.max_session_seconds:g} s of audio")
         session.pending.append(samples)
