@@ -120,3 +120,38 @@ def test_duration_of_a_missing_or_corrupt_file_raises_audio_error(tmp_path):
     for path in (missing, corrupt):
         with pytest.raises(AudioError, match=re.escape(str(path))):
             audio_duration(path)
+
+
+def test_a_wav_shorter_than_its_header_says_is_refused_as_truncated(tmp_path):
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, tone(3.0), SAMPLE_RATE, subtype="PCM_16")
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: 44 + (len(data) - 44) // 3])  # the header still claims 3 s
+
+    with pytest.raises(AudioError, match=r"cut\.wav: truncated: its header promises 96000 bytes .* 32000"):
+        load_audio(cut)
+    assert len(load_audio(whole)) == 3 * SAMPLE_RATE
+
+
+def test_a_corrupt_mp3_is_reported_once_naming_the_file(tmp_path, fotaq_dev_records, capfd):
+    data = bytearray(open(fotaq_dev_records[0]["audio"], "rb").read())
+    for i in range(len(data) // 3, len(data) // 3 + 400):
+        data[i] = 0x55  # garbage in the middle of the stream: mpg123 resyncs and complains
+    broken = tmp_path / "broken.mp3"
+    broken.write_bytes(bytes(data))
+
+    load_audio(broken)
+
+    err = capfd.readouterr().err
+    assert err.count("Illegal Audio-MPEG-Header") == 1
+    assert f"speechkd: {broken}: the audio decoder reported: " in err
+
+
+def test_an_undecodable_file_does_not_claim_to_be_missing(tmp_path):
+    path = tmp_path / "noise.mp3"
+    path.write_bytes(b"ID3" + bytes(range(256)) * 20)
+
+    with pytest.raises(AudioError) as caught:
+        load_audio(path)
+    assert "does not exist" not in str(caught.value) and "noise.mp3" in str(caught.value)

@@ -110,3 +110,37 @@ def test_a_resumed_window_run_ends_with_the_same_weights(window_run):
     whole = load_file(root / "run" / "final" / "model.safetensors")
     parts = load_file(root / "parts" / "final" / "model.safetensors")
     assert all(torch.equal(whole[name], parts[name]) for name in whole)
+
+
+@pytest.mark.slow
+def test_distill_reuses_the_teacher_encoder_output_that_pseudo_labelling_kept(
+    window_run, tiny_en_dir, tmp_path, monkeypatch
+):
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    root, values, _, _ = window_run
+    lines = read_manifest(root / "train.jsonl")[:4]
+    write_manifest(tmp_path / "in.jsonl", lines)
+    args = ["pseudo-label", "--teacher", str(tiny_en_dir), "--manifest", str(tmp_path / "in.jsonl")]
+    args += [
+        "--output-dir",
+        str(tmp_path / "pl"),
+        "--encoder-cache-dir",
+        str(tmp_path / "cache"),
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    calls = []
+    padded_forward = WhisperEncoder.forward
+    monkeypatch.setattr(
+        WhisperEncoder, "forward", lambda self, *a, **k: calls.append(1) or padded_forward(self, *a, **k)
+    )
+    overrides = {
+        "train_manifest": str(tmp_path / "pl" / "train.jsonl"),
+        "eval_manifest": None,
+        "max_steps": 1,
+    }
+    overrides |= {"cache_dir": str(tmp_path / "cache")}
+    summary = distill(DistillConfig(output_dir=str(tmp_path / "run"), **(values | overrides)))
+    assert summary["steps"] == 1 and not summary["shared_encoder"]
+    assert calls == []  # the teacher's 30 s encoder never ran: its output came from pseudo-labelling

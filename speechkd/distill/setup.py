@@ -137,7 +137,7 @@ def prepare_data(config: DistillConfig, models: Models, accelerator) -> Training
     rank, world = accelerator.process_index, accelerator.num_processes
     shard = slice(rank, None, world) if cache.folder is not None else slice(None)
     everything = train + evaluation
-    compute = _encoder_entries(models, config, accelerator.device)
+    compute = _encoder_entries(models, config, accelerator.device, root)
     if config.encoder_cache == "none":  # only check that the audio loads
         compute = _durations_only
     progress = config.progress and accelerator.is_local_main_process
@@ -215,8 +215,15 @@ def _examples(config: DistillConfig, models: Models) -> tuple[list[Example], lis
     return train, evaluation, report
 
 
-def _encoder_entries(models: Models, config: DistillConfig, device: torch.device):
-    """The function that fills the encoder cache: a frozen encoder's output, or else the log-mel features."""
+def _encoder_entries(models: Models, config: DistillConfig, device: torch.device, root: Path):
+    """The function that fills the encoder cache: a frozen encoder's output, or else the log-mel features.
+
+    A teacher that reads its own encoder output takes it from `pseudo-label --encoder-cache-dir ROOT` where
+    that run kept it, instead of encoding the audio again.
+    """
+    teacher_outputs = None
+    if models.teacher is not None and not models.shared_encoder and config.encoder_cache == "disk":
+        teacher_outputs = UtteranceCache(encoder_cache_folder(root, models.teacher.model.encoder))
 
     @torch.no_grad()
     def compute(examples: Sequence[Example], audios: list) -> list[dict]:
@@ -228,13 +235,28 @@ def _encoder_entries(models: Models, config: DistillConfig, device: torch.device
         else:
             parts["features"] = features
         if models.teacher is not None and not models.shared_encoder:
-            parts["teacher_states"] = models.teacher.model.encoder(features.to(models.teacher.dtype))[0]
+            parts["teacher_states"] = _teacher_states(models.teacher, features, examples, teacher_outputs)
         return [
             encoder_entry(len(audio) / SAMPLE_RATE, **{name: tensor[i] for name, tensor in parts.items()})
             for i, audio in enumerate(audios)
         ]
 
     return compute
+
+
+def _teacher_states(
+    teacher, features: torch.Tensor, examples: Sequence[Example], known: UtteranceCache | None
+):
+    """The teacher's encoder output for a batch: from KNOWN (pseudo-labelling's cache) where there, else computed."""
+    found = [
+        known.get(e.key)["encoder_states"] if known is not None and e.key in known else None for e in examples
+    ]
+    missing = [i for i, states in enumerate(found) if states is None]
+    if missing:
+        computed = teacher.model.encoder(features[missing].to(teacher.dtype))[0]
+        for row, i in enumerate(missing):
+            found[i] = computed[row]
+    return torch.stack([states.to(features.device, teacher.dtype) for states in found])
 
 
 def _sequences_to_cache(example: Example, config: DistillConfig) -> list[tuple[list[int], int]]:
