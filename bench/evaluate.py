@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from speechkd.commands import quiet_transformers
+from speechkd.config import build_config
 from speechkd.evaluate import EvaluateConfig, evaluate
 from speechkd.manifest import read_manifest, write_manifest
 
@@ -56,7 +57,7 @@ def run(args, name: str, **values) -> dict:
     output_dir = args.output_dir / name
     if (output_dir / "metrics.json").exists():
         return json.loads((output_dir / "metrics.json").read_text())
-    config = EvaluateConfig(
+    options = dict(
         manifests=(str(args.manifest),),
         output_dir=str(output_dir),
         language="en",
@@ -66,6 +67,7 @@ def run(args, name: str, **values) -> dict:
         profile_utterances=args.profile_utterances,
         **values,
     )
+    config = build_config(EvaluateConfig, {}, options)  # flat option names, as the flags spell them
     return evaluate(config)
 
 

@@ -19,6 +19,7 @@ from speechkd.commands import quiet_transformers
 from speechkd.filters import FilterConfig, label_free_reason
 from speechkd.manifest import read_manifest
 from speechkd.models import speechkd_home
+from speechkd.options import DecodingOptions
 from speechkd.pseudo_label import PseudoLabelConfig, pseudo_label
 from speechkd.text import normalize, word_errors
 
@@ -119,7 +120,7 @@ def main() -> None:
         teacher=args.teacher,
         output_dir=str(args.output_dir / f"{args.teacher.replace(':', '_').replace('/', '_')}-{args.limit}"),
         manifest=str(args.manifest),
-        batch_size=args.batch_size,
+        decoding=DecodingOptions(batch_size=args.batch_size),
         chunk_batches=2,
     )
     summary_dir = Path(config.output_dir)

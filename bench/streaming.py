@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from speechkd.audio import load_audio
+from speechkd.config import build_config
 from speechkd.files import atomic_write_json
 from speechkd.manifest import read_manifest
 from speechkd.models import count_parameters, load_model, speechkd_home
@@ -125,7 +126,9 @@ def main() -> None:
     logging.set_verbosity_error()
     names = {"teacher": args.teacher, "student": args.student}
     models = {role: load_model(ref) for role, ref in names.items()}
-    config = StreamingConfig(chunk_seconds=args.chunk_seconds, language=args.language)
+    config = build_config(
+        StreamingConfig, {}, {"chunk_seconds": args.chunk_seconds, "language": args.language}
+    )
     streams = make_streams(args.manifest, args.streams, args.lines)
     runs: dict[str, list[dict]] = {"teacher": [], "student": []}
     for i, (audio, _) in enumerate(streams):

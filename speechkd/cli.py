@@ -56,21 +56,20 @@ def _version() -> str:
     return __version__
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from speechkd.audio import AudioError
-    from speechkd.config import ConfigError
-    from speechkd.manifest import ManifestError
-    from speechkd.models import ModelError
+# The errors a user can fix, by module; a module that was never imported raised none of its errors, so it
+# is not imported here either (speechkd.models imports torch: a rejected flag must not wait for it).
+USER_ERRORS = {
+    "speechkd.audio": "AudioError",
+    "speechkd.config": "ConfigError",
+    "speechkd.manifest": "ManifestError",
+    "speechkd.models": "ModelError",
+}
 
-    return (
-        AudioError,
-        ConfigError,
-        ManifestError,
-        ModelError,
-        FileExistsError,
-        FileNotFoundError,
-        ValueError,
-    )
+
+def _is_user_error(error: BaseException) -> bool:
+    kinds = [FileExistsError, FileNotFoundError, ValueError]
+    kinds += [getattr(sys.modules[m], name) for m, name in USER_ERRORS.items() if m in sys.modules]
+    return isinstance(error, tuple(kinds))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("speechkd: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
-    except _user_errors() as error:
-        if os.environ.get("SPEECHKD_DEBUG"):
+    except Exception as error:
+        if os.environ.get("SPEECHKD_DEBUG") or not _is_user_error(error):
             raise
         print(f"speechkd {args.command}: error: {error}", file=sys.stderr)
         return 2

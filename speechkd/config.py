@@ -39,8 +39,9 @@ class OptionError(ConfigError):
 
 
 def section_of(config: Any) -> str:
-    """The config's name in messages and files: its class's SECTION (e.g. "distill")."""
-    return getattr(config, "SECTION", type(config).__name__)
+    """The name of a config (or config class) in messages and files: its SECTION (e.g. "distill")."""
+    kind = config if isinstance(config, type) else type(config)
+    return getattr(kind, "SECTION", kind.__name__)
 
 
 def invalid(config: Any, name: str, problem: str) -> OptionError:
@@ -67,7 +68,9 @@ def required(config: Any, *names: str) -> None:
         if not getattr(config, name):
             flag = "--" + name.replace("_", "-")
             raise invalid(
-                config, name, f"is required: pass {flag}, or set `{name}:` in the {section_of(config)} section"
+                config,
+                name,
+                f"is required: pass {flag}, or set `{name}:` in the {section_of(config)} section",
             )
 
 
@@ -243,7 +246,7 @@ def build_config(
     cls: type[T], file_values: Mapping[str, Any], flag_values: Mapping[str, Any], source: str = ""
 ) -> T:
     """CLS from file values (flat or nested) overridden by flags that were given (None means not given)."""
-    source = source or getattr(cls, "SECTION", cls.__name__)
+    source = source or section_of(cls)
     values = option_values(cls, file_values, source)
     paths = option_paths(cls)
     values |= {paths[k]: v for k, v in flag_values.items() if k in paths and v is not None}
@@ -259,6 +262,8 @@ def option_values(cls: type, values: Mapping[str, Any], source: str) -> dict[Opt
         if key in nested and isinstance(value, Mapping):
             inner = option_values(type(nested[key]), value, f"{source}.{key}")
             pairs = [((key, *path), leaf) for path, leaf in inner.items()]
+        elif key in nested:  # not a mapping: the config's type check says what it should be
+            pairs = [((key,), value)]
         elif key in paths:
             pairs = [(paths[key], value)]
         else:
@@ -282,7 +287,7 @@ def instantiate(cls: type[T], values: Mapping[OptionPath, Any], base: Any = None
     try:
         return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
     except TypeError as error:
-        raise ConfigError(f"{getattr(cls, 'SECTION', cls.__name__)}: {error}") from error
+        raise ConfigError(f"{section_of(cls)}: {error}") from error
 
 
 def _instantiate_nested(cls: type, name: str, values: Mapping[OptionPath, Any], start: Any) -> Any:
@@ -291,7 +296,7 @@ def _instantiate_nested(cls: type, name: str, values: Mapping[OptionPath, Any], 
         return instantiate(type(start), values, base=start)
     except OptionError as error:
         option = _prefix(cls, name) + error.option
-        raise OptionError(getattr(cls, "SECTION", cls.__name__), option, error.problem) from error
+        raise OptionError(section_of(cls), option, error.problem) from error
 
 
 def _prefix(cls: type, name: str) -> str:

@@ -14,26 +14,11 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from speechkd.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
 from speechkd.encoder_window import cut_features, same_window_groups, window_frames
+from speechkd.options import WINDOW_SECONDS, DecodingOptions  # defined without torch: configs validate first
 from speechkd.text import compression_ratio
 
-WINDOW_SECONDS = 30.0
 TOKENS_PER_SECOND = 7.0  # fast English speech is ~5 tokens/s; the margin avoids clipping real text
 MIN_NEW_TOKENS = 24
-
-
-@dataclass(frozen=True)
-class DecodingOptions:
-    """How to decode: batch size, beams, language/task, timestamps and the token budget."""
-
-    batch_size: int = 16
-    num_beams: int = 1
-    language: str | None = None
-    task: str | None = None
-    return_timestamps: bool = False
-    max_new_tokens: int | None = None  # None: by audio duration (caps runaway repetition)
-    long_form: bool = True  # False: reject audio over 30 s instead of sequential long-form decoding
-    token_timestamps: bool = False  # short-form: per-token times from cross-attention DTW (alignment_heads)
-    keep_encoder_states: bool = False  # short-form: return each clip's encoder output (float16, CPU)
 
 
 @dataclass
@@ -149,7 +134,7 @@ def decode_short_form(
         force_unique_generate_call=True,
         **_prompt_kwargs(prompt_ids, device),
         **language_kwargs(model, options),
-        **_extralanguage_kwargs(generate_kwargs, features),
+        **_with_draft_inputs(generate_kwargs, features, max(durations)),
         **({"return_token_timestamps": True} if options.token_timestamps else {}),
     )
     output, times = _split_token_times(output)
@@ -205,11 +190,14 @@ def _token_times(times: torch.Tensor | None, row: int, n_steps: int, n_tokens: i
     return bounds + [duration] * (n_tokens + 1 - len(bounds))
 
 
-def _extralanguage_kwargs(generate_kwargs: Mapping[str, Any] | None, features: torch.Tensor) -> dict:
+def _with_draft_inputs(
+    generate_kwargs: Mapping[str, Any] | None, features: torch.Tensor, duration: float
+) -> dict:
+    """GENERATE_KWARGS, plus the log-mel input a draft with its own encoder reads (cut to its window)."""
     extra = dict(generate_kwargs or {})
     assistant = extra.get("assistant_model")
     if assistant is not None and assistant.config.is_encoder_decoder:
-        extra["input_features"] = features  # a draft with its own encoder reads the features itself
+        extra["input_features"] = cut_features(assistant, features, duration)
     return extra
 
 

@@ -18,8 +18,10 @@ import torch
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
+from speechkd.options import ENCODER_WINDOWS
+
 CONFIG_KEY = "speechkd_encoder_window"
-WINDOWS = ("padded", "audio")  # padded: Whisper's 30 s; audio: the audio's length plus a margin
+WINDOWS = ENCODER_WINDOWS  # padded: Whisper's 30 s; audio: the audio's length plus a margin
 PAD_SECONDS = 2.0  # silence after the audio (with 1 s the demo student repeated short lines: 22 % WER)
 FRAMES_PER_SECOND = 100  # log-mel frames; the encoder halves them
 

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from speechkd.config import at_least, check_types, in_range, one_of, positive
 from speechkd.text import normalize, repeated_ngrams, utterance_wer
 
 LABEL_FREE_MODES = ("auto", "always", "never")
+OFF = (
+    "off",
+    "none",
+    "",
+)  # a threshold given as one of these (or YAML's `off`, read as false) is switched off
 
 
 @dataclass(frozen=True)
 class FilterConfig:
     """Filter thresholds; None switches a label-free check off. Defaults come from the FOTAQ filter study."""
+
+    SECTION = "filters"
+    SWITCHABLE = (
+        "max_compression_ratio", "min_avg_logprob", "max_no_speech_prob", "max_repeated_ngrams",
+        "min_chars_per_second", "max_chars_per_second",
+    )  # fmt: skip
 
     wer_threshold: float = 10.0  # percent, on normalised text (Distil-Whisper)
     max_compression_ratio: float | None = 2.4  # Whisper's own; 1.6-2.4 all caught the same runaways
@@ -27,10 +40,17 @@ class FilterConfig:
     label_free: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.label_free not in LABEL_FREE_MODES:
-            raise ValueError(f"label_free must be one of {LABEL_FREE_MODES}, got {self.label_free!r}")
-        if self.ngram_size < 1:
-            raise ValueError(f"ngram_size must be at least 1, got {self.ngram_size}")
+        for name in self.SWITCHABLE:
+            value = getattr(self, name)
+            if value is False or (isinstance(value, str) and value.lower() in OFF):
+                object.__setattr__(self, name, None)
+        check_types(self)
+        at_least(self, 0, "wer_threshold", "max_compression_ratio", "max_repeated_ngrams")
+        at_least(self, 0, "min_chars_per_second", "max_chars_per_second")
+        in_range(self, -math.inf, 0, "min_avg_logprob")
+        in_range(self, 0, 1, "max_no_speech_prob")
+        positive(self, "ngram_size")
+        one_of(self, "label_free", LABEL_FREE_MODES)
 
 
 def reference_wer(reference: str, hypothesis: str, language: str | None = "en") -> float | None:

@@ -39,12 +39,18 @@ class ManifestError(ValueError):
 # ---------------------------------------------------------------------------- reading
 
 
-def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read and validate a JSONL manifest; `id` is filled in and `audio` made absolute."""
+def check_manifest_file(path: str | os.PathLike) -> Path:
+    """The manifest's path; a ManifestError when it is missing or not a file."""
     manifest = Path(path)
     if not manifest.is_file():
         cause = "not a file" if manifest.exists() else "manifest not found; check the path"
         raise ManifestError(manifest, cause)
+    return manifest
+
+
+def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read and validate a JSONL manifest; `id` is filled in and `audio` made absolute."""
+    manifest = check_manifest_file(path)
     folder = os.path.abspath(manifest.parent)
     records: list[dict[str, Any]] = []
     line_of_id: dict[str, int] = {}
@@ -86,8 +92,8 @@ def _parse_line(manifest: Path, line_number: int, raw_line: bytes) -> dict[str, 
     for field in _STRING_FIELDS:
         if field in record and not isinstance(record[field], str):
             raise fail(f"{field!r} must be a string, got {type(record[field]).__name__} {record[field]!r}")
-    if record.get("id") == "":
-        raise fail("'id' must not be empty")
+    if "id" in record and not record["id"].strip():
+        raise fail(f"'id' must not be empty or blank, got {record['id']!r}")
     if "duration" in record and not _is_duration(record["duration"]):
         raise fail(f"'duration' must be a number of seconds >= 0, got {record['duration']!r}")
     return record

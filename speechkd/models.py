@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from speechkd.files import staged_dir, write_provenance
+from speechkd.options import DEFAULT_DTYPE, DTYPE_NAMES
 from speechkd.paths import speechkd_home
 
 BUNDLED_PREFIX = "bundled:"
@@ -128,7 +129,7 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = dict(zip(DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.float16)))
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -140,7 +141,7 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return DTYPES[name]
 
 
-def load_model(ref: str, device: str | torch.device | None = None, dtype: str = "float32"):
+def load_model(ref: str, device: str | torch.device | None = None, dtype: str = DEFAULT_DTYPE):
     """Load (model, processor) for REF, in eval mode on DEVICE."""
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 

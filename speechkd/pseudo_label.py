@@ -12,50 +12,41 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from speechkd.decoding import (
-    DecodingOptions,
-    DecodingResult,
-    decode_loaded,
-    length_grouped_batches,
-    load_batch,
-    utterance_duration,
-)
-from speechkd.encoder_cache import UtteranceCache, audio_key, encoder_cache_folder, encoder_entry
-from speechkd.encoder_window import window_of
+from speechkd.config import ConfigError, check_types, one_of, positive, required
 from speechkd.files import atomic_write_json, package_versions
-from speechkd.filters import FilterConfig, label_row
-from speechkd.manifest import read_manifest, write_manifest
-from speechkd.models import pick_device, resolve_model
-from speechkd.text import normalised_word_errors
+from speechkd.filters import OFF, FilterConfig, label_row
+from speechkd.manifest import check_manifest_file, read_manifest, write_manifest
+from speechkd.options import DEFAULT_DTYPE, DTYPE_NAMES, DecodingOptions
+
+if TYPE_CHECKING:  # the decoding loop and the caches import torch: only once the config has been checked
+    from speechkd.decoding import DecodingResult
+    from speechkd.encoder_cache import UtteranceCache
 
 PSEUDO_LABELS = "pseudo_labels.jsonl"  # every utterance, with signals and verdict
 TRAIN = "train.jsonl"  # the kept ones
 SUMMARY = "summary.json"  # written last: its `finished` marks a complete run
 STATE = "state.json"  # the generation settings a resumed run must match
 CHUNKS = "chunks"  # one JSON file per finished chunk of batches
-_FILTER_FIELDS = {f.name for f in fields(FilterConfig)}
-_DEFAULT_FILTERS = FilterConfig()
-_OFF = ("off", "none", "")
 _INPUT_FIELDS = ("manifest", "dataset", "split", "audio_column", "text_column", "id_column")
-
-
-def _decoding_fields() -> list[str]:
-    # the DecodingOptions fields this stage exposes (new ones keep their defaults)
-    mine = {f.name for f in fields(PseudoLabelConfig)}
-    return [f.name for f in fields(DecodingOptions) if f.name in mine]
+# the decoding options that change the teacher's output, as a resumed run's state.json names them
+GENERATION_DECODING = (
+    "batch_size", "num_beams", "language", "task", "return_timestamps", "max_new_tokens", "long_form",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class PseudoLabelConfig:
     """Everything `speechkd pseudo-label` runs with: input, teacher, decoding, chunking and filters."""
 
-    teacher: str
-    output_dir: str
+    SECTION = "pseudo_label"
+
+    teacher: str = ""
+    output_dir: str = ""
     manifest: str | None = None
     dataset: str | None = None  # a Hugging Face dataset (hub id or local folder) instead of a manifest
     split: str | None = None
@@ -63,54 +54,40 @@ class PseudoLabelConfig:
     text_column: str | None = "text"
     id_column: str | None = None
     device: str | None = None
-    dtype: str = "float32"
-    batch_size: int = 16
-    num_beams: int = 1
-    language: str | None = None
-    task: str | None = None
-    return_timestamps: bool = False
-    max_new_tokens: int | None = None
-    long_form: bool = True
+    dtype: str = DEFAULT_DTYPE
+    decoding: DecodingOptions = field(default_factory=DecodingOptions)
     chunk_batches: int = 8  # batches per chunk file: the unit of resumption
     encoder_cache_dir: str | None = None  # keep the teacher's encoder output there for `distill --cache-dir`
     overwrite: bool = False
     progress: bool = True
-    wer_threshold: float = _DEFAULT_FILTERS.wer_threshold
-    max_compression_ratio: float | None = _DEFAULT_FILTERS.max_compression_ratio
-    min_avg_logprob: float | None = _DEFAULT_FILTERS.min_avg_logprob
-    max_no_speech_prob: float | None = _DEFAULT_FILTERS.max_no_speech_prob
-    ngram_size: int = _DEFAULT_FILTERS.ngram_size
-    max_repeated_ngrams: int | None = _DEFAULT_FILTERS.max_repeated_ngrams
-    min_chars_per_second: float | None = _DEFAULT_FILTERS.min_chars_per_second
-    max_chars_per_second: float | None = _DEFAULT_FILTERS.max_chars_per_second
-    label_free: str = _DEFAULT_FILTERS.label_free
+    filters: FilterConfig = field(default_factory=FilterConfig)
 
     def __post_init__(self) -> None:
-        if (self.manifest is None) == (self.dataset is None):
-            raise ValueError("give exactly one input: a manifest or a dataset")
-        if self.batch_size < 1 or self.chunk_batches < 1 or self.num_beams < 1:
-            raise ValueError("batch_size, chunk_batches and num_beams must be at least 1")
-        if isinstance(self.text_column, str) and self.text_column.lower() in _OFF:
+        if isinstance(self.text_column, str) and self.text_column.lower() in OFF:
             object.__setattr__(self, "text_column", None)
-        for name in _FILTER_FIELDS - {"wer_threshold", "ngram_size", "label_free"}:
-            value = getattr(self, name)  # YAML reads `off` as False; the CLI passes "off"
-            if value is False or (isinstance(value, str) and value.lower() in _OFF):
-                object.__setattr__(self, name, None)
-        self.filters()  # validates the thresholds early
-
-    def decoding(self) -> DecodingOptions:
-        return DecodingOptions(**{name: getattr(self, name) for name in _decoding_fields()})
-
-    def filters(self) -> FilterConfig:
-        return FilterConfig(**{name: getattr(self, name) for name in _FILTER_FIELDS})
+        check_types(self)
+        required(self, "teacher", "output_dir")
+        if (self.manifest is None) == (self.dataset is None):
+            raise ConfigError(
+                "pseudo_label: give exactly one input: a manifest (--manifest) or a dataset (--dataset)"
+            )
+        one_of(self, "dtype", DTYPE_NAMES)
+        positive(self, "chunk_batches")
 
     def generation_settings(self) -> dict[str, Any]:
         """The settings that change the teacher's output: a resumed run must match them exactly."""
         settings = {name: getattr(self, name) for name in _INPUT_FIELDS + ("teacher", "dtype")}
         if self.manifest is not None:
             settings["manifest"] = os.path.abspath(self.manifest)
-        settings |= {name: getattr(self, name) for name in _decoding_fields()}
+        settings |= {name: getattr(self.decoding, name) for name in GENERATION_DECODING}
         return settings | {"chunk_batches": self.chunk_batches}
+
+
+def check_inputs(config: PseudoLabelConfig) -> None:
+    """Refuse a missing manifest or a finished output folder before anything heavy loads."""
+    if config.manifest is not None:
+        check_manifest_file(config.manifest)
+    _refuse_finished(Path(config.output_dir), config.overwrite)
 
 
 @dataclass(frozen=True)
@@ -129,8 +106,11 @@ class Plan:
 
 def pseudo_label(config: PseudoLabelConfig, records: list[dict] | None = None) -> dict | None:
     """Label every record (or resume), then merge on the main process; returns the summary there."""
+    check_inputs(config)
     import torch
     from accelerate import PartialState
+
+    from speechkd.models import pick_device, resolve_model
 
     # Without CUDA, accelerate starts CPU ranks (gloo) only when told cpu=True. Ranks that finish early
     # wait at the barrier for the slowest: allow for long shards.
@@ -176,8 +156,10 @@ def read_input(config: PseudoLabelConfig) -> list[dict]:
 
 def plan_batches(records: list[dict], config: PseudoLabelConfig) -> Plan:
     """Batch the whole input once, by duration, so a resumed or sharded run decodes the very same batches."""
+    from speechkd.decoding import length_grouped_batches, utterance_duration
+
     durations = [utterance_duration(record) for record in records]
-    batches = length_grouped_batches(durations, config.batch_size)
+    batches = length_grouped_batches(durations, config.decoding.batch_size)
     size = config.chunk_batches
     return Plan(durations, [batches[i : i + size] for i in range(0, len(batches), size)])
 
@@ -189,15 +171,21 @@ def _fingerprint(records: list[dict], plan: Plan) -> str:
     return digest.hexdigest()
 
 
-def _check_output_dir(output_dir: Path, settings: dict, overwrite: bool) -> None:
-    if overwrite:
-        return
+def _refuse_finished(output_dir: Path, overwrite: bool) -> None:
     summary = output_dir / SUMMARY
-    if summary.exists() and json.loads(summary.read_text(encoding="utf-8")).get("finished"):
+    if overwrite or not summary.exists():
+        return
+    if json.loads(summary.read_text(encoding="utf-8")).get("finished"):
         raise FileExistsError(
             f"{output_dir} holds a finished pseudo-labelling run ({summary}); "
             "pass --overwrite to redo it, or choose another --output-dir"
         )
+
+
+def _check_output_dir(output_dir: Path, settings: dict, overwrite: bool) -> None:
+    if overwrite:
+        return
+    _refuse_finished(output_dir, overwrite)
     state_file = output_dir / STATE
     if not state_file.exists():
         return
@@ -233,6 +221,12 @@ def _label_chunks(config: PseudoLabelConfig, records: list[dict], plan: Plan, mi
     output_dir = Path(config.output_dir)
     todo = [c for c in mine if not chunk_path(output_dir, c).exists()]
     total = sum(len(b) for c in todo for b in plan.chunks[c])
+    if len(todo) < len(mine):
+        done = sum(len(b) for c in mine if c not in todo for b in plan.chunks[c])
+        print(
+            f"pseudo-label: resuming in {output_dir}: {done} utterances already labelled, {total} to go",
+            file=sys.stderr,
+        )
     if not todo:
         return
     model, processor = _load_teacher(config, state)
@@ -267,13 +261,16 @@ def _load_teacher(config: PseudoLabelConfig, state):
     if state.num_processes > 1 and device in (None, "auto", "cuda"):
         device = str(state.device)  # one accelerator per process
     model, processor = load_model(config.teacher, device=device, dtype=config.dtype)
-    check_language_options(model, config.decoding())
+    check_language_options(model, config.decoding)
     return model, processor
 
 
 def open_encoder_cache(config: PseudoLabelConfig, model) -> UtteranceCache | None:
     """Where the teacher's encoder output goes: the folder `distill --cache-dir` reads for a student that
     kept the teacher's encoder (named by the encoder's weights, so another encoder never reads it)."""
+    from speechkd.encoder_cache import UtteranceCache, encoder_cache_folder
+    from speechkd.encoder_window import window_of
+
     if config.encoder_cache_dir is None:
         return None
     if window_of(model) == "audio":  # its output's length follows each batch; distil needs the 30 s view
@@ -286,6 +283,8 @@ def open_encoder_cache(config: PseudoLabelConfig, model) -> UtteranceCache | Non
 def _keep_encoder_states(
     cache: UtteranceCache, records: list[dict], batch: list[int], results: list[DecodingResult]
 ) -> None:
+    from speechkd.encoder_cache import audio_key, encoder_entry
+
     for index, result in zip(batch, results):
         if result.encoder_states is not None:  # short-form clips only; long-form audio is not trained on
             entry = encoder_entry(result.duration, encoder_states=result.encoder_states)
@@ -302,7 +301,9 @@ def _decode_batches(
     cache: UtteranceCache | None = None,
 ) -> Iterator[tuple[list[int], list[DecodingResult]]]:
     """Decode batch after batch while the next batch's audio loads in a background thread."""
-    options = dataclasses.replace(config.decoding(), keep_encoder_states=cache is not None)
+    from speechkd.decoding import decode_loaded, load_batch
+
+    options = dataclasses.replace(config.decoding, keep_encoder_states=cache is not None)
     with ThreadPoolExecutor(max_workers=1) as loader:
         pending = loader.submit(load_batch, [records[i]["audio"] for i in batches[0]])
         for k, batch in enumerate(batches):
@@ -317,7 +318,7 @@ def _signals(result: DecodingResult, processor, config: PseudoLabelConfig) -> di
         return None if value is None else round(float(value), digits)
 
     timestamped = {}
-    if config.return_timestamps and not result.error:  # the label with <|t|> tokens, for the distiller
+    if config.decoding.return_timestamps and not result.error:  # with <|t|> tokens, for the distiller
         text = processor.tokenizer.decode(result.tokens, decode_with_timestamps=True)
         timestamped["teacher_text_timestamped"] = text.strip()
     return {
@@ -352,8 +353,8 @@ def merge_chunks(config: PseudoLabelConfig, records: list[dict], plan: Plan) -> 
         decode_seconds += payload["decode_seconds"]
         for row in payload["rows"]:
             signals[row.pop("index")] = row
-    filters = config.filters()
-    rows = [label_row(record, found, filters, config.language) for record, found in zip(records, signals)]
+    language = config.decoding.language
+    rows = [label_row(record, found, config.filters, language) for record, found in zip(records, signals)]
     write_manifest(output_dir / PSEUDO_LABELS, rows)
     write_manifest(output_dir / TRAIN, [row for row in rows if row["kept"]])
     summary = summarize(rows, config, decode_seconds)
@@ -365,6 +366,7 @@ def summarize(rows: list[dict], config: PseudoLabelConfig, decode_seconds: float
     """Counts by reject reason, hours in/kept, teacher WER where references exist, speed, settings."""
     from speechkd.config import config_to_dict
 
+    language = config.decoding.language
     reasons = Counter(row["reject_reason"].split(":")[0] for row in rows if not row["kept"])
     decoded = [
         row for row in rows if not (row["reject_reason"] or "").startswith(("audio_error", "too_long"))
@@ -381,11 +383,12 @@ def summarize(rows: list[dict], config: PseudoLabelConfig, decode_seconds: float
         "reject_reasons": dict(sorted(reasons.items())),
         "hours_in": round(sum(row.get("duration") or 0.0 for row in rows) / 3600, 4),
         "hours_kept": round(kept_seconds / 3600, 4),
-        "teacher_wer": _pooled_wer([row for row in decoded if row.get("wer") is not None], config.language),
+        "teacher_wer": _pooled_wer([row for row in decoded if row.get("wer") is not None], language),
         "teacher_wer_kept": _pooled_wer(
-            [r for r in rows if r["kept"] and r.get("wer") is not None], config.language
+            [r for r in rows if r["kept"] and r.get("wer") is not None], language
         ),
         "n_with_reference": sum(row.get("text") is not None for row in rows),
+        "n_scored": sum(row.get("wer") is not None for row in decoded),  # references left after normalising
         "audio_seconds_decoded": round(audio_seconds, 2),
         "decode_seconds": round(decode_seconds, 2),
         "rtfx": round(audio_seconds / decode_seconds, 2) if decode_seconds else None,
@@ -395,6 +398,8 @@ def summarize(rows: list[dict], config: PseudoLabelConfig, decode_seconds: float
 
 
 def _pooled_wer(rows: list[dict], language: str | None) -> float | None:
+    from speechkd.text import normalised_word_errors
+
     if not rows:
         return None
     errors = normalised_word_errors([r["text"] for r in rows], [r["teacher_text"] for r in rows], language)
@@ -414,7 +419,7 @@ def format_summary(summary: dict, output_dir: str | os.PathLike) -> str:
     if summary["teacher_wer"] is not None:
         kept_wer = summary["teacher_wer_kept"]
         lines.append(
-            f"  teacher WER {summary['teacher_wer']:.1%} on {summary['n_with_reference']} references"
+            f"  teacher WER {summary['teacher_wer']:.1%} on {summary.get('n_scored', summary['n_with_reference'])} references"
             + ("" if kept_wer is None else f"; {kept_wer:.1%} on the kept ones")
         )
     if summary["rtfx"] is not None:

@@ -8,15 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from speechkd.config import ConfigError
-from speechkd.encoder_window import WINDOWS, apply_window, set_window, window_of
+from speechkd.config import ConfigError, check_types, invalid, one_of, positive, required
 from speechkd.files import save_model_dir
-from speechkd.models import count_parameters, load_model, resolve_model
+from speechkd.options import ENCODER_WINDOWS
 
 
 @dataclass(frozen=True)
 class CreateStudentConfig:
     """What `speechkd create-student` builds: which teacher layers the student keeps, and where it goes."""
+
+    SECTION = "create_student"
 
     teacher: str = ""
     output_dir: str = ""
@@ -27,16 +28,12 @@ class CreateStudentConfig:
     overwrite: bool = False
 
     def __post_init__(self):
-        if not self.teacher:
-            raise ConfigError("create_student: a teacher is required (--teacher REF)")
-        if not self.output_dir:
-            raise ConfigError("create_student: an output directory is required (--output-dir DIR)")
-        if self.layer_ids is not None:
-            object.__setattr__(self, "layer_ids", tuple(int(i) for i in self.layer_ids))
-        if self.encoder_window not in (None, *WINDOWS):
-            raise ConfigError(
-                f"create_student: encoder_window must be one of {', '.join(WINDOWS)}, not {self.encoder_window!r}"
-            )
+        check_types(self)
+        required(self, "teacher", "output_dir")
+        positive(self, "decoder_layers", "encoder_layers")
+        if self.layer_ids is not None and not self.layer_ids:
+            raise invalid(self, "layer_ids", "must name at least one layer (or be left out)")
+        one_of(self, "encoder_window", (None, *ENCODER_WINDOWS))
 
 
 def spaced_layer_ids(n_teacher: int, n_student: int) -> list[int]:
@@ -89,6 +86,8 @@ def build_student(teacher, decoder_map: list[int], encoder_map: list[int]):
     """(student, alignment-heads source): a Whisper model with the teacher's weights for the mapped layers."""
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
+    from speechkd.encoder_window import apply_window
+
     config = WhisperConfig.from_dict(teacher.config.to_dict())
     config.decoder_layers = len(decoder_map)
     config.encoder_layers = len(encoder_map)
@@ -104,6 +103,8 @@ def build_student(teacher, decoder_map: list[int], encoder_map: list[int]):
 
 
 def _parameter_counts(model) -> dict[str, int]:
+    from speechkd.models import count_parameters
+
     return {
         "total": count_parameters(model),
         "encoder": count_parameters(model.model.encoder),
@@ -113,6 +114,9 @@ def _parameter_counts(model) -> dict[str, int]:
 
 def create_student(config: CreateStudentConfig) -> dict:
     """Write the student checkpoint, processor and speechkd.json into config.output_dir; return the provenance."""
+    from speechkd.encoder_window import set_window, window_of
+    from speechkd.models import load_model, resolve_model
+
     output_dir = Path(config.output_dir)
     if output_dir.exists() and any(output_dir.iterdir()) and not config.overwrite:
         raise FileExistsError(f"{output_dir} exists and is not empty; pass --overwrite to replace it")

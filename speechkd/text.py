@@ -11,21 +11,24 @@ from functools import cache
 from importlib import resources
 
 import jiwer
-from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
 
 _ENGLISH_NAMES = {None, "en", "english"}
 
 
 @cache
-def english_normalizer() -> EnglishTextNormalizer:
+def english_normalizer() -> Callable[[str], str]:
     """Whisper's English normaliser with its British -> American spelling map."""
+    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer  # slow: on first use
+
     spelling_file = resources.files("whisper_normalizer") / "normalizers" / "english.json"
     return EnglishTextNormalizer(json.loads(spelling_file.read_text(encoding="utf-8")))
 
 
 @cache
-def basic_normalizer() -> BasicTextNormalizer:
+def basic_normalizer() -> Callable[[str], str]:
     """Whisper's language-independent normaliser (lower case, no punctuation or bracketed text)."""
+    from transformers.models.whisper.english_normalizer import BasicTextNormalizer
+
     return BasicTextNormalizer()
 
 

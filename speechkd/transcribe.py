@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from speechkd.decoding import DecodingOptions, check_language_options, transcribe_paths
-from speechkd.models import load_model
+from speechkd.config import check_types, one_of, required
+from speechkd.manifest import ManifestError, read_manifest
+from speechkd.options import DEFAULT_DTYPE, DTYPE_NAMES, DecodingOptions
 from speechkd.text import normalised_word_errors
 
 
@@ -15,14 +17,38 @@ from speechkd.text import normalised_word_errors
 class TranscribeConfig:
     """What `speechkd transcribe` runs: a model, a device/dtype and the decoding options."""
 
-    model: str
+    SECTION = "transcribe"
+
+    model: str = ""
     device: str | None = None
-    dtype: str = "float32"
-    decoding: DecodingOptions = DecodingOptions()
+    dtype: str = DEFAULT_DTYPE
+    decoding: DecodingOptions = field(default_factory=DecodingOptions)
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        required(self, "model")
+        one_of(self, "dtype", DTYPE_NAMES)
+
+
+def input_records(files: Sequence[str | os.PathLike], manifest: str | os.PathLike | None) -> list[dict]:
+    """The utterances to transcribe: audio FILES, or a manifest's records (refused when it has none)."""
+    if bool(files) == bool(manifest):
+        raise ValueError("give either audio FILEs or --manifest, not both and not neither")
+    if not manifest:
+        return [{"id": str(path), "audio": str(Path(path).resolve())} for path in files]
+    records = read_manifest(manifest)
+    if not records:
+        raise ManifestError(manifest, "no utterances to transcribe")
+    return records
 
 
 def transcribe_records(config: TranscribeConfig, records: list[dict], progress: bool = True) -> list[dict]:
     """Transcribe manifest records (with absolute `audio` paths); each output row keeps the input fields."""
+    from tqdm.auto import tqdm
+
+    from speechkd.decoding import check_language_options, transcribe_paths
+    from speechkd.models import load_model
+
     model, processor = load_model(config.model, device=config.device, dtype=config.dtype)
     check_language_options(model, config.decoding)
     rows: list[dict | None] = [None] * len(records)

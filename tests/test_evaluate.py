@@ -13,6 +13,7 @@ import soundfile as sf
 from student_helper import make_student
 
 from speechkd.audio import SAMPLE_RATE, load_audio
+from speechkd.decoding import DecodingOptions
 from speechkd.evaluate import EvaluateConfig, evaluate
 from speechkd.manifest import ManifestError, read_manifest, write_manifest
 
@@ -58,7 +59,7 @@ def evaluation(tiny_en_dir, student_dir, four_and_a_broken_file, tmp_path_factor
         model=str(student_dir),
         baseline="bundled:tiny.en",
         assistant=str(student_dir),
-        batch_size=2,
+        decoding=DecodingOptions(batch_size=2),
         profile_utterances=1,
     )
     return config, evaluate(config)
@@ -138,7 +139,7 @@ def test_a_draft_with_its_own_encoder_also_keeps_the_output(tiny_en_dir, fotaq_d
         tmp_path,
         tmp_path / "three.jsonl",
         assistant=str(student),
-        batch_size=2,
+        decoding=DecodingOptions(batch_size=2),
         latency_utterances=2,
         warmup=0,
     )
@@ -162,7 +163,9 @@ def test_long_form_audio_is_decoded_sequentially(tiny_en_dir, fotaq_dev_records,
         tmp_path / "long.jsonl",
         [{"id": "scene", "audio": str(tmp_path / "scene.wav"), "text": " ".join(texts)}],
     )
-    metrics = evaluate(quick(tmp_path, tmp_path / "long.jsonl", batch_size=1, warmup=0))
+    metrics = evaluate(
+        quick(tmp_path, tmp_path / "long.jsonl", decoding=DecodingOptions(batch_size=1), warmup=0)
+    )
     long_form = metrics["long_form"]
     assert long_form["n_decoded"] == 1 and long_form["audio_seconds"] > 60
     assert long_form["wer"] < 0.25  # the whole scene, not just its first 30 s window

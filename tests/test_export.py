@@ -7,6 +7,7 @@ import json
 import pytest
 from student_helper import make_student
 
+from speechkd.decoding import DecodingOptions
 from speechkd.evaluate import EvaluateConfig, evaluate
 from speechkd.export import export_ctranslate2
 from speechkd.manifest import write_manifest
@@ -61,7 +62,7 @@ def test_faster_whisper_evaluates_the_pair(exported, fotaq_dev_records, tmp_path
         engine="faster-whisper",
         manifests=(str(tmp_path / "dev3.jsonl"),),
         output_dir=str(tmp_path / "eval"),
-        batch_size=batch_size,
+        decoding=DecodingOptions(batch_size=batch_size),
         latency_utterances=1,
         threads=1,
         progress=False,

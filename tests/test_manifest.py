@@ -69,6 +69,7 @@ def test_read_resolves_audio_against_the_manifest_folder_and_fills_in_ids(tmp_pa
         ('{"audio": "x.wav", "text": 3}', "'text' must be a string"),
         ('{"audio": "x.wav", "speaker": 17}', "'speaker' must be a string"),
         ('{"audio": "x.wav", "id": ""}', "'id' must not be empty"),
+        ('{"audio": "x.wav", "id": "   "}', "'id' must not be empty or blank"),
         ('{"audio": "x.wav", "duration": -1}', "'duration' must be a number"),
         ('{"audio": "x.wav", "duration": "2.0"}', "'duration' must be a number"),
     ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -15,7 +16,8 @@ import pytest
 import soundfile as sf
 
 from speechkd.audio import load_audio
-from speechkd.filters import LABEL_FREE_CHECKS
+from speechkd.decoding import DecodingOptions
+from speechkd.filters import LABEL_FREE_CHECKS, FilterConfig
 from speechkd.manifest import read_manifest, write_manifest
 from speechkd.pseudo_label import PseudoLabelConfig, pseudo_label
 
@@ -46,11 +48,11 @@ def long_clip(records: list[dict], path: Path, seconds: float = 32.0) -> Path:
 def test_the_config_switches_checks_off_and_needs_one_input():
     config = PseudoLabelConfig(
         teacher="bundled:tiny.en", output_dir="out", manifest="m.jsonl",
-        min_avg_logprob="off", max_compression_ratio=False, text_column="none",
+        filters=FilterConfig(min_avg_logprob="off", max_compression_ratio=False), text_column="none",
     )  # fmt: skip
-    filters = config.filters()
+    filters = config.filters
     assert filters.min_avg_logprob is None and filters.max_compression_ratio is None
-    assert config.text_column is None and config.decoding().batch_size == 16
+    assert config.text_column is None and config.decoding.batch_size == 16
     with pytest.raises(ValueError, match="exactly one input"):
         PseudoLabelConfig(teacher="bundled:tiny.en", output_dir="out")
 
@@ -72,7 +74,7 @@ def labelled_run(fotaq_dir, tiny_en_dir, tmp_path_factory) -> Path:
     write_manifest(folder / "input.jsonl", records)
     config = PseudoLabelConfig(
         teacher=str(tiny_en_dir), manifest=str(folder / "input.jsonl"), output_dir=str(folder / "out"),
-        batch_size=4, progress=False, encoder_cache_dir=str(folder / "cache"),
+        decoding=DecodingOptions(batch_size=4), progress=False, encoder_cache_dir=str(folder / "cache"),
     )  # fmt: skip
     pseudo_label(config)
     return folder
@@ -168,14 +170,14 @@ def test_long_audio_is_decoded_long_form_and_unlabelled_audio_judged_without_lab
 def test_a_finished_or_differently_configured_directory_is_refused(labelled_run, tiny_en_dir):
     config = PseudoLabelConfig(
         teacher=str(tiny_en_dir), manifest=str(labelled_run / "input.jsonl"),
-        output_dir=str(labelled_run / "out"), batch_size=4, progress=False,
+        output_dir=str(labelled_run / "out"), decoding=DecodingOptions(batch_size=4), progress=False,
     )  # fmt: skip
     with pytest.raises(FileExistsError, match="--overwrite"):
         pseudo_label(config)
     unfinished = labelled_run / "unfinished"
     shutil.copytree(labelled_run / "out", unfinished)
     (unfinished / "summary.json").unlink()
-    other = PseudoLabelConfig(**{**config.__dict__, "output_dir": str(unfinished), "batch_size": 8})
+    other = dataclasses.replace(config, output_dir=str(unfinished), decoding=DecodingOptions(batch_size=8))
     with pytest.raises(ValueError, match="batch_size: 4 -> 8"):
         pseudo_label(other)
 

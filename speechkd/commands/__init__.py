@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from speechkd.options import DEFAULT_DTYPE, DTYPE_NAMES, TASKS
+
 
 def quiet_transformers() -> None:
     """Keep transformers' per-call generation warnings off the user's terminal."""
@@ -20,8 +22,8 @@ def add_device_flags(parser: argparse.ArgumentParser):
     group.add_argument(
         "--dtype",
         default=None,
-        choices=["float32", "bfloat16", "float16"],
-        help="weights and activations (default float32; float16 falls back to float32 on CPU)",
+        choices=DTYPE_NAMES,
+        help=f"weights and activations (default {DEFAULT_DTYPE}; float16 falls back to float32 on CPU)",
     )
     return group
 
@@ -37,7 +39,7 @@ def add_decoding_flags(
     group.add_argument("--batch-size", type=int, default=None, help=batch_size_help)
     group.add_argument("--num-beams", type=int, default=None, help="beam size (1 = greedy, the default)")
     group.add_argument("--language", default=None, help="language code for multilingual models, e.g. en")
-    group.add_argument("--task", default=None, choices=["transcribe", "translate"], help="multilingual task")
+    group.add_argument("--task", default=None, choices=TASKS, help="multilingual task")
     if timestamps:
         group.add_argument(
             "--return-timestamps", action="store_true", default=None, help="decode with timestamp tokens"
@@ -53,13 +55,3 @@ def add_decoding_flags(
         help="reject audio over 30 s instead of decoding it long-form",
     )
     return group
-
-
-def decoding_options(args: argparse.Namespace):
-    """DecodingOptions from the decoding flags that were given."""
-    from dataclasses import fields
-
-    from speechkd.decoding import DecodingOptions
-
-    names = {f.name for f in fields(DecodingOptions)}
-    return DecodingOptions(**{k: v for k, v in vars(args).items() if k in names and v is not None})

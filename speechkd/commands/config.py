@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 
 # Config section -> (module, dataclass) of the stage that reads it.
@@ -12,7 +11,36 @@ STAGE_SECTIONS = {
     "create_student": ("speechkd.student", "CreateStudentConfig"),
     "distill": ("speechkd.distill.config", "DistillConfig"),
     "evaluate": ("speechkd.evaluate.config", "EvaluateConfig"),
+    "transcribe": ("speechkd.transcribe", "TranscribeConfig"),
+    "stream": ("speechkd.streaming.stream", "StreamConfig"),
+    "serve": ("speechkd.streaming.serve", "ServerConfig"),
 }
+# What the stage scripts (scripts/02..05) pass as flags: stand-ins where a section does not set them, so that
+# `config check` builds each config as the stage will. An option is left out where the section sets the one
+# that replaces it (a dataset instead of a manifest, the microphone instead of a file).
+SCRIPT_FLAGS = {
+    "pseudo_label": {"teacher": "TEACHER", "manifest": "RUN_DIR/input.jsonl", "output_dir": "RUN_DIR/out"},
+    "create_student": {"teacher": "TEACHER", "output_dir": "RUN_DIR/student_init"},
+    "distill": {
+        "teacher": "TEACHER", "student": "RUN_DIR/student_init", "train_manifest": "RUN_DIR/train.jsonl",
+        "eval_manifest": "RUN_DIR/eval.jsonl", "output_dir": "RUN_DIR/distill",
+    },
+    "evaluate": {
+        "model": "STUDENT", "baseline": "TEACHER", "assistant": "STUDENT", "manifests": ["RUN_DIR/eval.jsonl"],
+        "output_dir": "RUN_DIR/evaluate",
+    },
+    "transcribe": {"model": "MODEL"},
+    "stream": {"model": "MODEL", "audio": "AUDIO"},
+    "serve": {"model": "MODEL"},
+}  # fmt: skip
+REPLACED_BY = {"manifest": "dataset", "audio": "mic"}
+# The `run` section: what scripts/*.sh read with `cfg run.KEY` (and run.data.KEY for 01_prepare_data.sh).
+RUN_KEYS = {"run_dir", "teacher", "launcher", "share_encoder_cache", "data"}
+RUN_DATA_KEYS = {
+    "prepare", "data_dir", "hf_train", "hf_train_split", "hf_eval", "hf_eval_split", "hf_text_column",
+    "hf_speaker_column", "pseudo_label_inputs", "pseudo_label_n", "eval_manifests", "eval_n", "seed",
+    "pack_seconds", "pack_group_by", "unpacked_n",
+}  # fmt: skip
 
 
 def register(subparsers) -> None:
@@ -51,13 +79,51 @@ def run_get(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from speechkd.config import check_section, load_config_file
+    from speechkd.config import ConfigError, load_config_file
 
-    for section, (module, name) in STAGE_SECTIONS.items():
-        values = load_config_file(args.file, section)
-        if values:
-            cls = getattr(importlib.import_module(module), name)
-            check_section(cls, values, f"{args.file} [{section}]")
-            fields = len(dataclasses.fields(cls))
-            print(f"{section}: {len(values)} of {fields} options set, all valid")
+    sections = load_config_file(args.file)
+    if not sections:
+        raise ConfigError(
+            f"{args.file}: no stage sections (expected run and some of {', '.join(STAGE_SECTIONS)})"
+        )
+    problems = []
+    for section, values in sections.items():
+        try:
+            print(_check(section, values))
+        except ConfigError as error:
+            problems.append(f"{args.file}: {error}")
+    if not set(sections) & set(STAGE_SECTIONS):
+        print("no stage sections: every stage runs with its defaults")
+    if problems:
+        raise ConfigError("\n".join(problems))
     return 0
+
+
+def _check(section: str, values) -> str:
+    """One line about a valid section; a ConfigError naming what is wrong otherwise."""
+    from speechkd.config import ConfigError, check_section, did_you_mean, option_values
+
+    if section not in STAGE_SECTIONS and section != "run":
+        raise ConfigError(f"unknown section {section!r}{did_you_mean(section, ['run', *STAGE_SECTIONS])}")
+    if not isinstance(values, dict):
+        raise ConfigError(f"section {section!r} must be a mapping")
+    if section == "run":
+        _check_keys("run", values, RUN_KEYS)
+        _check_keys("run.data", values.get("data") or {}, RUN_DATA_KEYS)
+        return f"run: {len(values)} keys, all read by scripts/"
+    module, name = STAGE_SECTIONS[section]
+    cls = getattr(importlib.import_module(module), name)
+    stand_ins = {k: v for k, v in SCRIPT_FLAGS[section].items() if REPLACED_BY.get(k) not in values}
+    check_section(cls, values, section, stand_ins)
+    return f"{section}: {len(option_values(cls, values, section))} options set, all valid"
+
+
+def _check_keys(where: str, values, known: set[str]) -> None:
+    from speechkd.config import ConfigError, did_you_mean
+
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a mapping")
+    for key in values:
+        if key not in known:
+            hint = did_you_mean(key, known) or f"; scripts/ read only {', '.join(sorted(known))}"
+            raise ConfigError(f"{where}: unknown key {key!r}{hint}")

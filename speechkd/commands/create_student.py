@@ -65,9 +65,10 @@ def run(args: argparse.Namespace) -> int:
     from speechkd.config import build_config, load_config_file
     from speechkd.student import CreateStudentConfig, create_student
 
-    quiet_transformers()
     file_values = load_config_file(args.config, "create_student") if args.config else {}
-    config = build_config(CreateStudentConfig, file_values, vars(args), source=str(args.config or ""))
+    source = f"{args.config} [create_student]" if args.config else "create_student"
+    config = build_config(CreateStudentConfig, file_values, vars(args), source=source)
+    quiet_transformers()
     provenance = create_student(config)
     counts = provenance["parameters"]
     teacher, student = counts["teacher"]["total"], counts["student"]["total"]

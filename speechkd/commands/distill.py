@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+from speechkd.commands import quiet_transformers
+
 BOOL = argparse.BooleanOptionalAction
 
 
@@ -139,13 +141,16 @@ def register(subparsers) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from speechkd.commands import quiet_transformers
     from speechkd.config import build_config, load_config_file
-    from speechkd.distill import DistillConfig, distill
+    from speechkd.distill.config import DistillConfig, check_inputs
+
+    file_values = load_config_file(args.config, "distill") if args.config else {}
+    source = f"{args.config} [distill]" if args.config else "distill"
+    config = build_config(DistillConfig, file_values, vars(args), source=source)
+    check_inputs(config)  # before torch loads
+    from speechkd.distill import distill
 
     quiet_transformers()
-    file_values = load_config_file(args.config, "distill") if args.config else {}
-    config = build_config(DistillConfig, file_values, vars(args), source=str(args.config or ""))
     summary = distill(config)
     if os.environ.get("RANK", "0") == "0":  # one summary line under `accelerate launch`
         print(json.dumps({k: v for k, v in summary.items() if k != "data"}))

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from speechkd.commands import add_decoding_flags, add_device_flags
+from speechkd.commands import add_decoding_flags, add_device_flags, quiet_transformers
 
 
 def register(subparsers) -> None:
@@ -87,19 +87,17 @@ def _add_measurement_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from speechkd.commands import quiet_transformers
     from speechkd.config import build_config, load_config_file
-    from speechkd.evaluate import EvaluateConfig, evaluate
-    from speechkd.evaluate.report import summary_lines
+    from speechkd.evaluate.config import EvaluateConfig, check_inputs
 
     file_values = load_config_file(args.config, section="evaluate") if args.config else {}
-    flags = {k: v for k, v in vars(args).items() if k not in ("config", "handler", "command")}
-    for required in ("model", "manifests", "output_dir"):
-        if flags.get(required) is None and file_values.get(required) is None:
-            flag = "--" + required.rstrip("s").replace("_", "-")
-            raise ValueError(f"give {flag} (or `{required}:` in the --config file's `evaluate` section)")
+    source = f"{args.config} [evaluate]" if args.config else "evaluate"
+    config = build_config(EvaluateConfig, file_values, vars(args), source=source)
+    check_inputs(config)  # before torch loads
+    from speechkd.evaluate import evaluate
+    from speechkd.evaluate.report import summary_lines
+
     quiet_transformers()
-    config = build_config(EvaluateConfig, file_values, flags, source=str(args.config or "evaluate"))
     metrics = evaluate(config)
     print("\n".join(summary_lines(metrics)))
     print(f"wrote {Path(config.output_dir) / 'metrics.json'} and report.md", file=sys.stderr)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from speechkd.commands import add_decoding_flags, add_device_flags
+from speechkd.commands import add_decoding_flags, add_device_flags, quiet_transformers
 
 
 def _threshold(value: str) -> float | str:
@@ -82,24 +82,17 @@ def _add_filter_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from speechkd.commands import quiet_transformers
     from speechkd.config import build_config, load_config_file
-    from speechkd.pseudo_label import PseudoLabelConfig, format_summary, pseudo_label
+    from speechkd.pseudo_label import PseudoLabelConfig, check_inputs, format_summary, pseudo_label
 
-    quiet_transformers()
     file_values = load_config_file(args.config, section="pseudo_label") if args.config else {}
-    flags = vars(args) | {"progress": False if args.no_progress else None}
-    for name in ("manifest", "output_dir"):
-        flags[name] = None if flags[name] is None else str(flags[name])
-    if isinstance(flags.get("max_repeated_ngrams"), float):
-        flags["max_repeated_ngrams"] = int(flags["max_repeated_ngrams"])
-    merged = file_values | {k: v for k, v in flags.items() if v is not None}
-    for name in ("teacher", "output_dir"):
-        if merged.get(name) is None:
-            raise ValueError(f"--{name.replace('_', '-')} is required (as a flag or in --config)")
     if args.manifest or args.dataset:  # an input given as a flag replaces the config file's input
         file_values = {k: v for k, v in file_values.items() if k not in ("manifest", "dataset")}
-    config = build_config(PseudoLabelConfig, file_values, flags, source=str(args.config or "flags"))
+    flags = vars(args) | {"progress": False if args.no_progress else None}
+    source = f"{args.config} [pseudo_label]" if args.config else "pseudo_label"
+    config = build_config(PseudoLabelConfig, file_values, flags, source=source)
+    check_inputs(config)  # before transformers loads
+    quiet_transformers()
     summary = pseudo_label(config)
     if summary is not None:  # the main process
         print(format_summary(summary, config.output_dir))

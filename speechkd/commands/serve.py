@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from speechkd.commands import add_device_flags
+from speechkd.commands import add_device_flags, quiet_transformers
 
 
 def register(subparsers) -> None:
@@ -18,28 +19,32 @@ def register(subparsers) -> None:
             "(pip install 'speechkd[serve]')."
         ),
     )
-    parser.add_argument("--model", required=True, help="local dir, hub id, or bundled:tiny.en / bundled:base")
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="TCP port (8000; 0 picks a free one)")
-    parser.add_argument("--chunk-seconds", type=float, default=1.0, help="new audio per update (1.0)")
+    parser.add_argument("--model", default=None, help="local dir, hub id, or bundled:tiny.en / bundled:base")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="YAML/JSON file; section `serve` (flags win)"
+    )
+    parser.add_argument("--host", default=None, help="interface to listen on (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="TCP port (8000; 0 picks a free one)")
+    parser.add_argument("--chunk-seconds", type=float, default=None, help="new audio per update (1.0)")
     parser.add_argument("--language", default=None, help="language code for multilingual models, e.g. en")
-    parser.add_argument("--max-clients", type=int, default=4, help="simultaneous sessions (4)")
+    parser.add_argument("--max-clients", type=int, default=None, help="simultaneous sessions (4)")
     parser.add_argument(
-        "--idle-seconds", type=float, default=10.0, help="close a session that sends no audio this long (10)"
+        "--idle-seconds", type=float, default=None, help="close a session that sends no audio this long (10)"
     )
     parser.add_argument(
-        "--max-session-seconds", type=float, default=600.0, help="audio per session before it is closed (600)"
+        "--max-session-seconds", type=float, default=None, help="audio per session before it is closed (600)"
     )
     parser.add_argument(
-        "--max-message-bytes", type=int, default=65536, help="largest WebSocket message accepted (65536)"
+        "--max-message-bytes", type=int, default=None, help="largest WebSocket message accepted (65536)"
     )
     add_device_flags(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from speechkd.commands import quiet_transformers
+    from speechkd.config import build_config, load_config_file
 
+    file_values = load_config_file(args.config, section="serve") if args.config else {}
     try:
         import websockets  # noqa: F401
     except ImportError:
@@ -47,17 +52,9 @@ def run(args: argparse.Namespace) -> int:
             "`speechkd serve` needs the websockets package: pip install 'speechkd[serve]'"
         ) from None
     from speechkd.streaming.serve import ServerConfig, run_server
-    from speechkd.streaming.transcriber import StreamingConfig
 
+    source = f"{args.config} [serve]" if args.config else "serve"
+    config = build_config(ServerConfig, file_values, vars(args), source=source)
     quiet_transformers()
-    config = ServerConfig(
-        host=args.host,
-        port=args.port,
-        max_message_bytes=args.max_message_bytes,
-        max_session_seconds=args.max_session_seconds,
-        max_clients=args.max_clients,
-        idle_seconds=args.idle_seconds,
-        streaming=StreamingConfig(chunk_seconds=args.chunk_seconds, language=args.language),
-    )
-    run_server(args.model, config, device=args.device, dtype=args.dtype or "float32")
+    run_server(config)
     return 0

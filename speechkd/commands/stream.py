@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from speechkd.commands import add_device_flags
+from speechkd.commands import add_device_flags, quiet_transformers
 
 GREY, RESET, CLEAR_LINE = "\033[90m", "\033[0m", "\r\033[K"
 
@@ -23,27 +23,35 @@ def register(subparsers) -> None:
             "p50, p90), real-time factor, and WER against the offline transcript or --reference."
         ),
     )
-    parser.add_argument("--model", required=True, help="local dir, hub id, or bundled:tiny.en / bundled:base")
-    source = parser.add_mutually_exclusive_group(required=True)
+    parser.add_argument("--model", default=None, help="local dir, hub id, or bundled:tiny.en / bundled:base")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="YAML/JSON file; section `stream` (flags win)"
+    )
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--audio", type=Path, help="audio file to stream (wav, flac, mp3, ogg)")
     source.add_argument(
-        "--mic", action="store_true", help="capture the default microphone (needs sounddevice)"
+        "--mic", action="store_true", default=None, help="capture the default microphone (needs sounddevice)"
     )
     parser.add_argument(
         "--as-fast-as-possible",
         action="store_true",
+        default=None,
         help="do not wait for the audio in real time; latency uses a simulated clock (arrival + compute)",
     )
-    parser.add_argument("--chunk-seconds", type=float, default=1.0, help="new audio per update (1.0)")
-    parser.add_argument("--trim-seconds", type=float, default=15.0, help="trim the buffer past this (15)")
-    parser.add_argument("--prompt-chars", type=int, default=200, help="committed text used as prompt (200)")
+    parser.add_argument("--chunk-seconds", type=float, default=None, help="new audio per update (1.0)")
+    parser.add_argument("--trim-seconds", type=float, default=None, help="trim the buffer past this (15)")
+    parser.add_argument("--prompt-chars", type=int, default=None, help="committed text used as prompt (200)")
     parser.add_argument("--language", default=None, help="language code for multilingual models, e.g. en")
-    parser.add_argument("--num-beams", type=int, default=1, help="beam size (1 = greedy)")
+    parser.add_argument("--num-beams", type=int, default=None, help="beam size (1 = greedy)")
     parser.add_argument(
         "--reference", type=Path, default=None, help="reference transcript (text file) for WER"
     )
     parser.add_argument(
-        "--no-offline", action="store_true", help="skip the offline transcript (no WER without --reference)"
+        "--no-offline",
+        dest="offline",
+        action="store_false",
+        default=None,
+        help="skip the offline transcript (no WER without --reference)",
     )
     parser.add_argument("--mic-seconds", type=float, default=None, help="stop the microphone after N s")
     parser.add_argument("--json", type=Path, default=None, help="also write the statistics as JSON")
@@ -52,30 +60,16 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from speechkd.commands import quiet_transformers
+    from speechkd.config import build_config, load_config_file
     from speechkd.files import atomic_write_json
     from speechkd.streaming.stream import StreamConfig, stream
-    from speechkd.streaming.transcriber import StreamingConfig
 
+    file_values = load_config_file(args.config, section="stream") if args.config else {}
+    if args.audio or args.mic:  # a source given as a flag replaces the config file's
+        file_values = {k: v for k, v in file_values.items() if k not in ("audio", "mic")}
+    source = f"{args.config} [stream]" if args.config else "stream"
+    config = build_config(StreamConfig, file_values, vars(args), source=source)
     quiet_transformers()
-    streaming = StreamingConfig(
-        chunk_seconds=args.chunk_seconds,
-        trim_seconds=args.trim_seconds,
-        prompt_chars=args.prompt_chars,
-        language=args.language,
-        num_beams=args.num_beams,
-    )
-    config = StreamConfig(
-        model=args.model,
-        audio=None if args.mic else str(args.audio),
-        mic_seconds=args.mic_seconds,
-        as_fast_as_possible=args.as_fast_as_possible,
-        reference=None if args.reference is None else str(args.reference),
-        offline=not args.no_offline,
-        device=args.device,
-        dtype=args.dtype or "float32",
-        streaming=streaming,
-    )
     view = TerminalView(sys.stdout)
     try:
         outcome = stream(config, view.show)
@@ -83,9 +77,7 @@ def run(args: argparse.Namespace) -> int:
         view.close()
     print(format_statistics(outcome.stats, outcome.reference_kind))
     if args.json:
-        atomic_write_json(
-            args.json, {"model": args.model, "audio": str(args.audio or "mic"), **outcome.stats}
-        )
+        atomic_write_json(args.json, {"model": config.model, "audio": config.audio or "mic", **outcome.stats})
     return 0
 
 

@@ -4,6 +4,13 @@
 """
 
 from speechkd.distill.config import DistillConfig
-from speechkd.distill.loop import distill
 
 __all__ = ["DistillConfig", "distill"]
+
+
+def __getattr__(name: str):
+    if name == "distill":  # the training loop imports torch: only when it runs, not to read a config
+        from speechkd.distill.loop import distill
+
+        return distill
+    raise AttributeError(f"module 'speechkd.distill' has no attribute {name!r}")

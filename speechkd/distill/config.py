@@ -2,22 +2,47 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from speechkd.config import ConfigError
-from speechkd.losses import LossWeights
+from speechkd.config import (
+    ConfigError,
+    at_least,
+    check_types,
+    in_range,
+    one_of,
+    option_paths,
+    positive,
+    required,
+)
+from speechkd.manifest import check_manifest_file
+from speechkd.options import TASKS, DecodingOptions
 
-# Settings a resumed run must share with the run it continues (others, e.g. eval_steps, may change).
+if TYPE_CHECKING:
+    from speechkd.losses import LossWeights
+
+LR_SCHEDULES = ("linear", "constant")
+ENCODER_CACHES = ("disk", "memory", "none")
+MIXED_PRECISIONS = (None, "no", "bf16", "fp16")
+
+# Options a resumed run must share with the run it continues (others, e.g. eval_steps, may change), by their
+# flat names in `config_to_dict` (a nested option by its flat name too, e.g. eval_batch_size).
 RUN_DEFINING = (
-    "teacher student train_manifest label_field language task ce_weight kl_weight temperature mse_weight "
-    "learning_rate weight_decay warmup_steps lr_schedule max_grad_norm batch_size gradient_accumulation_steps "
-    "max_steps epochs freeze_encoder freeze_embed_positions freeze_embed_tokens timestamp_probability prompt_probability prompt_max_tokens teacher_topk seed"
-).split()
+    "teacher", "student", "train_manifest", "label_field", "language", "task",
+    "ce_weight", "kl_weight", "temperature", "mse_weight",
+    "learning_rate", "weight_decay", "warmup_steps", "lr_schedule", "max_grad_norm",
+    "batch_size", "gradient_accumulation_steps", "max_steps", "epochs",
+    "freeze_encoder", "freeze_embed_positions", "freeze_embed_tokens",
+    "timestamp_probability", "prompt_probability", "prompt_max_tokens", "teacher_topk", "seed",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class DistillConfig:
     """Everything `speechkd distill` does; defaults follow the Distil-Whisper recipe (README.md, "Distil")."""
+
+    SECTION = "distill"
 
     teacher: str = ""
     student: str = ""
@@ -54,7 +79,8 @@ class DistillConfig:
     teacher_topk: int = 0  # > 0: cache the teacher's top-k tempered log-probs; steps then skip the teacher
     cache_dir: str | None = None  # default OUTPUT_DIR/cache; entries are keyed by audio and model weights
     eval_steps: int = 200
-    eval_batch_size: int = 16
+    # how the dev set is decoded (flat keys: eval_batch_size, eval_num_beams ...); language/task: the labels'
+    eval_decoding: DecodingOptions = field(default_factory=DecodingOptions, metadata={"prefix": "eval_"})
     eval_max_utterances: int | None = None
     eval_at_start: bool = True  # also score the untrained student and the teacher
     log_steps: int = 10
@@ -69,23 +95,46 @@ class DistillConfig:
     progress: bool = True
 
     def __post_init__(self):
-        for name in ("teacher", "student", "train_manifest", "output_dir"):
-            if not getattr(self, name):
-                raise ConfigError(f"distill: --{name.replace('_', '-')} is required")
-        if self.encoder_cache not in ("disk", "memory", "none"):
-            raise ConfigError(
-                f"distill: encoder_cache must be disk, memory or none, not {self.encoder_cache!r}"
-            )
-        if self.lr_schedule not in ("linear", "constant"):
-            raise ConfigError(f"distill: lr_schedule must be linear or constant, not {self.lr_schedule!r}")
+        check_types(self)
+        required(self, "teacher", "student", "train_manifest", "output_dir", "label_field")
+        one_of(self, "task", TASKS)
+        one_of(self, "lr_schedule", LR_SCHEDULES)
+        one_of(self, "mixed_precision", MIXED_PRECISIONS)
+        one_of(self, "encoder_cache", ENCODER_CACHES)
+        positive(self, "temperature", "learning_rate", "epochs", "batch_size", "gradient_accumulation_steps")
+        positive(self, "max_steps", "eval_steps", "eval_max_utterances", "log_steps", "save_steps")
+        positive(self, "keep_checkpoints", "stop_after")
+        at_least(self, 0, "ce_weight", "kl_weight", "mse_weight", "weight_decay", "max_grad_norm")
+        at_least(self, 0, "warmup_steps", "teacher_topk", "seed", "num_workers")
+        at_least(self, 2, "prompt_max_tokens")  # <|startofprev|> and one token
+        in_range(self, 0, 1, "timestamp_probability", "prompt_probability")
         if self.teacher_topk and (self.encoder_cache == "none" or not self.freeze_encoder or self.mse_weight):
             raise ConfigError("distill: teacher_topk needs a frozen, cached encoder and no hidden-state loss")
-        if self.prompt_max_tokens < 2:
-            raise ConfigError("distill: prompt_max_tokens must be at least 2 (<|startofprev|> and one token)")
-        for name in ("timestamp_probability", "prompt_probability"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"distill: {name} must lie in [0, 1]")
 
     @property
     def weights(self) -> LossWeights:
+        from speechkd.losses import LossWeights
+
         return LossWeights(self.ce_weight, self.kl_weight, self.temperature, self.mse_weight)
+
+    def evaluation_decoding(self) -> DecodingOptions:
+        """How the student is scored: eval_decoding, in the labels' language and task unless it names its own."""
+        options = self.eval_decoding
+        return replace(options, language=options.language or self.language, task=options.task or self.task)
+
+
+def check_inputs(config: DistillConfig) -> None:
+    """Refuse missing manifests or a missing student folder before any model loads."""
+    check_manifest_file(config.train_manifest)
+    if config.eval_manifest:
+        check_manifest_file(config.eval_manifest)
+    student = Path(config.student)
+    if student.exists() and not student.is_dir():
+        raise ConfigError(
+            f"distill: --student {student} is not a folder (make one with `speechkd create-student`)"
+        )
+
+
+_UNKNOWN = set(RUN_DEFINING) - set(option_paths(DistillConfig))
+if _UNKNOWN:  # a renamed option must not silently drop out of the resume check
+    raise ImportError(f"RUN_DEFINING names options DistillConfig does not have: {sorted(_UNKNOWN)}")

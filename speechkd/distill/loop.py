@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from speechkd.config import ConfigError, config_to_dict
 from speechkd.decoding import DecodingOptions, decode_short_form
-from speechkd.distill.config import RUN_DEFINING, DistillConfig
+from speechkd.distill.config import RUN_DEFINING, DistillConfig, check_inputs
 from speechkd.distill.data import Batch, Collator, epoch_batches, load_clips, micro_batches
 from speechkd.distill.outputs import (
     MetricsLog,
@@ -160,6 +160,7 @@ def _jsonl(rows: list[dict]) -> str:
 
 def distill(config: DistillConfig) -> dict:
     """Train the student; write checkpoints, final/, best/, draft/, metrics.jsonl, plots and metrics.json."""
+    check_inputs(config)
     trainer = Trainer(config)
     try:
         trainer.run()
@@ -209,7 +210,7 @@ class Trainer:
             data.train, data.cache, data.teacher_cache, models.processor.feature_extractor,
             config.seed, config.timestamp_probability, prompt_probability=config.prompt_probability,
         )  # fmt: skip
-        self.options = DecodingOptions(config.eval_batch_size, language=config.language, task=config.task)
+        self.options = config.evaluation_decoding()
 
     def _restore(self, folder: Path) -> None:
         saved, rng = load_checkpoint(folder, self.rank)

@@ -33,6 +33,7 @@ from speechkd.encoder_window import window_of
 from speechkd.losses import topk_targets
 from speechkd.manifest import read_manifest
 from speechkd.models import load_model, resolve_model
+from speechkd.options import DEFAULT_DTYPE
 
 
 @dataclass
@@ -54,7 +55,7 @@ def load_models(config: DistillConfig, device: torch.device, mixed_precision: st
     student, processor = load_model(config.student, device=device)
     teacher = None
     if config.kl_weight or config.mse_weight:
-        teacher_dtype = "bfloat16" if mixed_precision == "bf16" else "float32"
+        teacher_dtype = "bfloat16" if mixed_precision == "bf16" else DEFAULT_DTYPE
         teacher, _ = load_model(config.teacher, device=device, dtype=teacher_dtype)
         teacher.requires_grad_(False)
         if teacher.config.vocab_size != student.config.vocab_size:

@@ -4,6 +4,13 @@
 """
 
 from speechkd.evaluate.config import EvaluateConfig
-from speechkd.evaluate.passes import evaluate
 
 __all__ = ["EvaluateConfig", "evaluate"]
+
+
+def __getattr__(name: str):
+    if name == "evaluate":  # the passes import torch: only when they run, not to read a config
+        from speechkd.evaluate.passes import evaluate
+
+        return evaluate
+    raise AttributeError(f"module 'speechkd.evaluate' has no attribute {name!r}")

@@ -20,6 +20,7 @@ from speechkd.decoding import (
     decode_audios,
     token_budget,
 )
+from speechkd.evaluate.config import ENGINES
 from speechkd.evaluate.speculative import (
     DraftOptions,
     DraftStats,
@@ -28,9 +29,8 @@ from speechkd.evaluate.speculative import (
     load_draft,
 )
 from speechkd.models import ModelError, count_parameters, load_model, pick_device, resolve_model
+from speechkd.options import DEFAULT_DTYPE
 from speechkd.text import compression_ratio
-
-ENGINES = ("transformers", "faster-whisper")
 
 
 class TransformersEngine:
@@ -241,7 +241,7 @@ def load_engine(
     engine: str,
     options: DecodingOptions,
     device: str | None = None,
-    dtype: str = "float32",
+    dtype: str = DEFAULT_DTYPE,
     compute_type: str | None = None,
     threads: int = 0,
 ):

@@ -15,7 +15,7 @@ from speechkd.decoding import (
     utterance_duration,
 )
 from speechkd.encoder_window import window_of
-from speechkd.evaluate.config import EvaluateConfig
+from speechkd.evaluate.config import EvaluateConfig, check_inputs
 from speechkd.evaluate.engines import SpeculativeEngine, load_engine, load_speculative_engine
 from speechkd.evaluate.results import assemble_metrics, prediction_rows
 from speechkd.evaluate.speculative import DraftStats
@@ -29,7 +29,8 @@ def evaluate(config: EvaluateConfig) -> dict:
     """Run the evaluation and write predictions*.jsonl, report.md, plots and metrics.json; return the metrics."""
     from speechkd.evaluate.report import write_report
 
-    output_dir = _refuse_finished(config)
+    check_inputs(config)
+    output_dir = Path(config.output_dir)
     utterances = load_utterances(config)
     threads = torch.get_num_threads()
     if config.threads:
@@ -53,7 +54,7 @@ def measure(config: EvaluateConfig, utterances: list[dict]) -> tuple[dict, Passe
     systems = _load_systems(config)
     speculative = systems.pop("speculative", None)
     main_systems = list(systems.values())
-    if speculative is not None and config.batch_size == 1:
+    if speculative is not None and config.decoding.batch_size == 1:
         main_systems.append(speculative)
     passes = Passes(run_pass(main_systems, utterances, config, "evaluate"))
     passes.at_one = _batch_size_one_pass(config, systems, speculative, utterances)
@@ -64,15 +65,6 @@ def measure(config: EvaluateConfig, utterances: list[dict]) -> tuple[dict, Passe
 
 def _predictions_file(system: str) -> str:
     return "predictions.jsonl" if system == "model" else f"predictions-{system}.jsonl"
-
-
-def _refuse_finished(config: EvaluateConfig) -> Path:
-    output_dir = Path(config.output_dir)
-    if (output_dir / "metrics.json").exists() and not config.overwrite:
-        raise FileExistsError(
-            f"{output_dir / 'metrics.json'} exists: this evaluation is finished; pass --overwrite to run it again"
-        )
-    return output_dir
 
 
 def load_utterances(config: EvaluateConfig) -> list[dict]:
@@ -92,7 +84,7 @@ def load_utterances(config: EvaluateConfig) -> list[dict]:
                     "audio": record["audio"],
                     "reference": reference,
                     "speaker": record.get("speaker"),
-                    "language": record.get("language") or config.language,
+                    "language": record.get("language") or config.decoding.language,
                     "duration": utterance_duration(record),
                 }
             )
@@ -122,26 +114,31 @@ def _load_systems(config: EvaluateConfig) -> dict:
     threads = config.threads or torch.get_num_threads()  # CTranslate2 gets as many threads as torch
     common = {"engine": config.engine, "device": config.device, "dtype": config.dtype}
     common |= {"compute_type": config.compute_type, "threads": threads}
-    systems = {"model": load_engine("model", config.model, options=config.decoding(), **common)}
+    systems = {"model": load_engine("model", config.model, options=config.decoding, **common)}
     if config.baseline:
-        systems["baseline"] = load_engine("baseline", config.baseline, options=config.decoding(), **common)
+        systems["baseline"] = load_engine("baseline", config.baseline, options=config.decoding, **common)
     if config.assistant:  # the draft helps the teacher: the baseline when there is one
         teacher = systems.get("baseline", systems["model"])
         systems["speculative"] = load_speculative_engine(
-            "speculative", teacher, config.assistant, config.draft()
+            "speculative", teacher, config.assistant, config.draft
         )
     return systems
 
 
 def _batch_size_one_pass(config: EvaluateConfig, systems: dict, speculative, utterances: list[dict]):
     """Latency (and speculative decoding) at batch size 1, when the main pass ran at another batch size."""
-    if config.batch_size == 1 or (config.latency_utterances == 0 and speculative is None):
+    if config.decoding.batch_size == 1 or (config.latency_utterances == 0 and speculative is None):
         return None
     subset = utterances[: config.latency_utterances]  # speculative decoding too: it is timed here
     at_one = [s.at_batch_size(1) for s in systems.values()]
     if speculative is not None:
         at_one.append(speculative)
-    return run_pass(at_one, subset, dataclasses.replace(config, batch_size=1), "batch size 1")
+    return run_pass(
+        at_one,
+        subset,
+        dataclasses.replace(config, decoding=dataclasses.replace(config.decoding, batch_size=1)),
+        "batch size 1",
+    )
 
 
 def _window_model(systems: list):
@@ -156,7 +153,7 @@ def _window_model(systems: list):
 def run_pass(systems: list, utterances: list[dict], config: EvaluateConfig, label: str) -> Pass:
     """Decode UTTERANCES with every system, batch by batch, rotating the order so noise hits all alike."""
     durations = [u["duration"] for u in utterances]
-    batches = length_grouped_batches(durations, config.batch_size, _window_model(systems))
+    batches = length_grouped_batches(durations, config.decoding.batch_size, _window_model(systems))
     measured = {s.name: {} for s in systems}
     seconds = dict.fromkeys(measured, 0.0)
     warm = False
@@ -180,7 +177,7 @@ def run_pass(systems: list, utterances: list[dict], config: EvaluateConfig, labe
             for k, result in zip(good, results):
                 measured[system.name][batch[k]] = _measurement(result, elapsed / len(good), stats)
     return Pass(
-        config.batch_size,
+        config.decoding.batch_size,
         [i for batch in batches for i in batch],
         measured,
         seconds,

@@ -10,24 +10,9 @@ from pathlib import Path
 
 import torch
 
+from speechkd.encoder_window import apply_window
+from speechkd.evaluate.config import DRAFT_SCHEDULES, DraftOptions  # noqa: F401 (DRAFT_SCHEDULES: re-exported)
 from speechkd.models import ModelError, resolve_dtype, resolve_model
-
-DRAFT_SCHEDULES = ("constant", "heuristic", "heuristic_transient")
-
-
-@dataclass(frozen=True)
-class DraftOptions:
-    """How many tokens the draft proposes per round, and when it stops early."""
-
-    tokens: int = 5
-    schedule: str = "heuristic"  # "heuristic": +2 after a fully accepted round, -1 otherwise
-    confidence: float | None = None  # stop drafting below this probability; None keeps transformers' 0.4
-
-    def __post_init__(self):
-        if self.tokens < 1:
-            raise ValueError(f"draft tokens must be at least 1, got {self.tokens}")
-        if self.schedule not in DRAFT_SCHEDULES:
-            raise ValueError(f"draft schedule {self.schedule!r}: choose one of {', '.join(DRAFT_SCHEDULES)}")
 
 
 @dataclass
@@ -73,7 +58,7 @@ def load_draft(student_ref: str, teacher):
     dtype = resolve_dtype(_dtype_name(teacher.dtype), teacher.device)
     if _is_decoder_only(location):
         return _decoder_only(WhisperForCausalLM, location, student_ref, teacher, dtype), "decoder-only"
-    student = WhisperForConditionalGeneration.from_pretrained(location, dtype=dtype)
+    student = apply_window(WhisperForConditionalGeneration.from_pretrained(location, dtype=dtype))
     _check_vocabulary(student, teacher, student_ref)
     if not encoders_identical(teacher, student):
         return student.to(teacher.device).eval(), "full"

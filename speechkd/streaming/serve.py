@@ -22,7 +22,10 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from speechkd.audio import SAMPLE_RATE
-from speechkd.streaming.transcriber import StreamingConfig, StreamingTranscriber, Update, latency_summary
+from speechkd.config import check_types, in_range, one_of, positive, required
+from speechkd.options import DEFAULT_DTYPE, DTYPE_NAMES
+from speechkd.streaming.config import StreamingConfig
+from speechkd.streaming.transcriber import StreamingTranscriber, Update, latency_summary
 
 STATIC_FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -35,8 +38,13 @@ MAX_ABS_SAMPLE = 10.0  # float PCM lies in [-1, 1]; some headroom for hot microp
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """Where to listen and the limits that keep one client from starving the others."""
+    """The model to serve, where to listen and the limits that keep one client from starving the others."""
 
+    SECTION = "serve"
+
+    model: str = ""  # needed by run_server (a StreamingServer is handed its model)
+    device: str | None = None
+    dtype: str = DEFAULT_DTYPE
     host: str = "127.0.0.1"
     port: int = 8000
     max_message_bytes: int = 65536  # 1 s of float32 audio at 16 kHz fits; larger frames are refused
@@ -44,6 +52,12 @@ class ServerConfig:
     max_clients: int = 4
     idle_seconds: float = 10.0  # a session with no audio for this long is closed, freeing its slot
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
+
+    def __post_init__(self):
+        check_types(self)
+        one_of(self, "dtype", DTYPE_NAMES)
+        in_range(self, 0, 65535, "port")
+        positive(self, "max_message_bytes", "max_session_seconds", "max_clients", "idle_seconds")
 
 
 class ProtocolError(Exception):
@@ -301,14 +315,13 @@ async def _send_error(websocket, message: str, code: int) -> None:
         pass
 
 
-def run_server(
-    model_ref: str, config: ServerConfig, device: str | None = None, dtype: str = "float32"
-) -> None:
-    """Load the model and serve until interrupted."""
+def run_server(config: ServerConfig) -> None:
+    """Load CONFIG's model and serve until interrupted."""
     from speechkd.models import load_model
 
-    model, processor = load_model(model_ref, device=device, dtype=dtype)
-    asyncio.run(_serve_forever(StreamingServer(model, processor, config, model_name=model_ref)))
+    required(config, "model")
+    model, processor = load_model(config.model, device=config.device, dtype=config.dtype)
+    asyncio.run(_serve_forever(StreamingServer(model, processor, config, model_name=config.model)))
 
 
 async def _serve_forever(server: StreamingServer) -> None:

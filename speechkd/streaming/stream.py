@@ -4,28 +4,42 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from speechkd.config import ConfigError
-from speechkd.streaming.transcriber import StreamingConfig, Update
+from speechkd.config import ConfigError, check_types, one_of, positive, required
+from speechkd.options import DEFAULT_DTYPE, DTYPE_NAMES
+from speechkd.streaming.config import StreamingConfig
+
+if TYPE_CHECKING:
+    from speechkd.streaming.transcriber import Update
 
 
 @dataclass(frozen=True)
 class StreamConfig:
     """What `speechkd stream` runs: which model, on which audio, and how the stream is cut (`streaming`)."""
 
+    SECTION = "stream"
+
     model: str = ""
-    audio: str | None = None  # a file played as if live; None: the microphone
+    audio: str | None = None  # a file played as if live
+    mic: bool = False  # the microphone instead of a file
     mic_seconds: float | None = None  # stop the microphone after this many seconds
     as_fast_as_possible: bool = False  # no real-time waiting; latency on a simulated clock
     reference: str | None = None  # reference transcript (text file) for WER
     offline: bool = True  # without a reference, score against the model's own offline transcript
     device: str | None = None
-    dtype: str = "float32"
+    dtype: str = DEFAULT_DTYPE
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
 
     def __post_init__(self):
-        if not self.model:
-            raise ConfigError("stream: --model is required")
+        check_types(self)
+        required(self, "model")
+        if (self.audio is None) != self.mic:
+            raise ConfigError(
+                "stream: give an audio file (--audio FILE) or the microphone (--mic), one of them"
+            )
+        positive(self, "mic_seconds")
+        one_of(self, "dtype", DTYPE_NAMES)
 
 
 @dataclass
@@ -50,7 +64,7 @@ def stream(config: StreamConfig, on_update: Callable[[Update, float], None] | No
 
     reference = _read_reference(config.reference)
     audio = load_audio(config.audio) if config.audio is not None else None
-    chunk = config.streaming.chunk_seconds
+    chunk, language = config.streaming.chunk_seconds, config.streaming.decoding.language
     if audio is None:
         try:
             source = MicrophoneSource(chunk, config.mic_seconds)
@@ -63,10 +77,10 @@ def stream(config: StreamConfig, on_update: Callable[[Update, float], None] | No
     kind = "reference" if reference is not None else ""
     if reference is None and audio is not None and config.offline:
         reference, kind = (
-            offline_transcript(model, processor, audio, config.streaming.language),
+            offline_transcript(model, processor, audio, language),
             "offline transcript",
         )
-    return StreamOutcome(stream_statistics(result, reference, config.streaming.language), kind)
+    return StreamOutcome(stream_statistics(result, reference, language), kind)
 
 
 def _read_reference(path: str | None) -> str | None:

@@ -24,23 +24,12 @@ from speechkd.decoding import (
     decode_audios,
     decode_short_form,
 )
+from speechkd.streaming.config import StreamingConfig
 
 NO_SPEECH_THRESHOLD = 0.6  # Whisper's rule: a window is silent when no_speech_prob > 0.6 and avg_logprob < -1
 LOGPROB_THRESHOLD = -1.0
 SENTENCE_END = re.compile(r"[.?!…][\"')»]*$")
 MAX_PAIR_SHIFT = 1.5  # seconds: a committed word and a new hypothesis word further apart are different words
-
-
-@dataclass(frozen=True)
-class StreamingConfig:
-    """LocalAgreement-2 settings: update size, buffer trimming, prompt length and decoding."""
-
-    chunk_seconds: float = 1.0  # minimum new audio per update
-    trim_seconds: float = 15.0  # cut the buffer after a completed sentence once it is longer than this
-    max_buffer_seconds: float = 25.0  # hard cap below Whisper's 30 s window, when no sentence completes
-    prompt_chars: int = 200  # committed text (already out of the buffer) passed as the prompt
-    language: str | None = None
-    num_beams: int = 1
 
 
 @dataclass(frozen=True)
@@ -147,16 +136,10 @@ def timed_words(tokens: Sequence[int], token_times: Sequence[float], tokenizer, 
 class StreamingTranscriber:
     """LocalAgreement-2 over a trimmed audio buffer; feed audio, call `process()`, then `finish()`."""
 
-    def __init__(self, model, processor, config: StreamingConfig = StreamingConfig()):
+    def __init__(self, model, processor, config: StreamingConfig | None = None):
+        config = config or StreamingConfig()
         self.model, self.processor, self.config = model, processor, config
-        self.options = DecodingOptions(
-            batch_size=1,
-            num_beams=config.num_beams,
-            language=config.language,
-            return_timestamps=True,  # timestamp mode transcribes the whole buffer more reliably
-            long_form=False,
-            token_timestamps=True,
-        )
+        self.options = config.decoding
         check_language_options(model, self.options)
         ensure_alignment_heads(model)
         self.buffer = np.zeros(0, dtype=np.float32)
