@@ -18,7 +18,7 @@ if [ -f "$run_dir/distill/final/config.json" ] && [ "$dry_run" = 0 ]; then
   exit 0
 fi
 share=()
-[ "$(cfg run.share_encoder_cache false)" = true ] && share=(--cache-dir "$run_dir/cache")
+[ "$(cfg run.share_encoder_cache false)" = true ] && share=(--encoder-cache-dir "$run_dir/cache")
 # shellcheck disable=SC2046
 run $(launcher) distill --config "$config" --teacher "$(cfg run.teacher)" --student "$run_dir/student_init" \
   --train-manifest "$run_dir/pseudo_label/train.jsonl" --eval-manifest "$run_dir/data/eval.jsonl" \

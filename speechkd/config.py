@@ -13,6 +13,7 @@ import difflib
 import functools
 import json
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -249,6 +250,14 @@ def build_config(
     source = source or section_of(cls)
     values = option_values(cls, file_values, source)
     paths = option_paths(cls)
+    renamed = getattr(cls, "RENAMED", {})
+    for old, new in renamed.items():
+        if flag_values.get(old) is not None:
+            print(
+                f"{source}: --{old.replace('_', '-')} is deprecated, use --{new.replace('_', '-')}",
+                file=sys.stderr,
+            )
+            flag_values = {**flag_values, new: flag_values.get(new) or flag_values[old]}
     values |= {paths[k]: v for k, v in flag_values.items() if k in paths and v is not None}
     return instantiate(cls, values)
 
@@ -256,9 +265,13 @@ def build_config(
 def option_values(cls: type, values: Mapping[str, Any], source: str) -> dict[OptionPath, Any]:
     """A config section's values by option path; unknown keys are refused with the closest known one."""
     paths, nested = option_paths(cls), nested_fields(cls)
+    renamed = getattr(cls, "RENAMED", {})
     found: dict[OptionPath, Any] = {}
     for key, value in values.items():
         key = str(key).replace("-", "_")
+        if key in renamed and value is not None:
+            print(f"{source}: {key} is deprecated, use {renamed[key]}", file=sys.stderr)
+            key = renamed[key]
         if key in nested and isinstance(value, Mapping):
             inner = option_values(type(nested[key]), value, f"{source}.{key}")
             pairs = [((key, *path), leaf) for path, leaf in inner.items()]

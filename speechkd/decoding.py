@@ -102,16 +102,7 @@ def decode_short_form(
     """
     windows = [window_frames(model, len(a) / SAMPLE_RATE) for a in audios]
     if encoder_states is None and len(set(windows)) > 1:
-        # an audio-window encoder reads the batch's window: decode each window on its own, so that an
-        # utterance's transcript never depends on its batch-mates
-        results: list[DecodingResult | None] = [None] * len(audios)
-        for group in same_window_groups(windows):
-            decoded = decode_short_form(
-                model, processor, [audios[i] for i in group], options, prompt_ids, generate_kwargs
-            )
-            for i, result in zip(group, decoded):
-                results[i] = result
-        return results
+        return _decode_each_window(model, processor, audios, windows, options, prompt_ids, generate_kwargs)
     device, dtype = model.device, model.dtype
     inputs = processor.feature_extractor(
         list(audios), sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True
@@ -163,6 +154,19 @@ def decode_short_form(
                 else None,
             )
         )
+    return results
+
+
+def _decode_each_window(model, processor, audios, windows, options, prompt_ids, generate_kwargs):
+    """An audio-window encoder reads its batch's window: decode each window's clips on their own, so that an
+    utterance's transcript never depends on its batch-mates."""
+    results: list[DecodingResult | None] = [None] * len(audios)
+    for group in same_window_groups(windows):
+        clips = [audios[i] for i in group]
+        for i, result in zip(
+            group, decode_short_form(model, processor, clips, options, prompt_ids, generate_kwargs)
+        ):
+            results[i] = result
     return results
 
 

@@ -57,7 +57,9 @@ class PseudoLabelConfig:
     dtype: str = DEFAULT_DTYPE
     decoding: DecodingOptions = field(default_factory=DecodingOptions)
     chunk_batches: int = 8  # batches per chunk file: the unit of resumption
-    encoder_cache_dir: str | None = None  # keep the teacher's encoder output there for `distill --cache-dir`
+    encoder_cache_dir: str | None = (
+        None  # keep the teacher's encoder output there for `distill --encoder-cache-dir`
+    )
     overwrite: bool = False
     progress: bool = True
     filters: FilterConfig = field(default_factory=FilterConfig)
@@ -266,7 +268,7 @@ def _load_teacher(config: PseudoLabelConfig, state):
 
 
 def open_encoder_cache(config: PseudoLabelConfig, model) -> UtteranceCache | None:
-    """Where the teacher's encoder output goes: the folder `distill --cache-dir` reads for a student that
+    """Where the teacher's encoder output goes: the folder `distill --encoder-cache-dir` reads for a student that
     kept the teacher's encoder (named by the encoder's weights, so another encoder never reads it)."""
     from speechkd.encoder_cache import UtteranceCache, encoder_cache_folder
     from speechkd.encoder_window import window_of

@@ -82,7 +82,7 @@ OUT_OF_RANGE = {
 # Options whose every value of the right kind is valid, and why.
 ANY_VALUE_OF_ITS_KIND = {
     "manifest", "dataset", "split", "audio_column", "text_column", "id_column", "encoder_cache_dir",  # paths, names
-    "eval_manifest", "cache_dir", "baseline", "assistant", "audio", "reference",  # paths / model references
+    "eval_manifest", "baseline", "assistant", "audio", "reference",  # paths / model references
     "device",  # any torch device string; torch judges it when the model loads
     "language",  # a Whisper language code or name; the tokenizer judges it
     "compute_type",  # CTranslate2's own list, which depends on the build and the device
@@ -324,3 +324,14 @@ def test_a_missing_manifest_is_refused_before_torch_is_imported():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.split() == ["2", "False", "False"], result.stderr
     assert "manifest not found" in result.stderr
+
+
+def test_the_old_encoder_cache_spelling_still_loads_with_a_warning(capsys):
+    from speechkd.distill.config import DistillConfig
+
+    base = {"teacher": "t", "student": "s", "train_manifest": "m.jsonl", "output_dir": "o"}
+    from_file = build_config(DistillConfig, base | {"cache_dir": "runs/cache"}, {})
+    from_flag = build_config(DistillConfig, base, {"cache_dir": "runs/cache"})
+    assert from_file.encoder_cache_dir == from_flag.encoder_cache_dir == "runs/cache"
+    err = capsys.readouterr().err
+    assert "cache_dir is deprecated, use encoder_cache_dir" in err and "--cache-dir is deprecated" in err

@@ -19,7 +19,7 @@ from speechkd.audio import load_audio
 from speechkd.decoding import DecodingOptions
 from speechkd.filters import LABEL_FREE_CHECKS, FilterConfig
 from speechkd.manifest import read_manifest, write_manifest
-from speechkd.pseudo_label import PseudoLabelConfig, pseudo_label
+from speechkd.pseudo_label import PseudoLabelConfig, format_summary, pseudo_label
 
 # One thread everywhere: the same batches then give bit-identical numbers in every run and process.
 ENV = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -152,6 +152,9 @@ def test_bad_files_become_rejected_rows_and_the_run_goes_on(labelled_run):
     summary = json.loads((labelled_run / "out" / "summary.json").read_text())
     assert summary["reject_reasons"]["audio_error"] == 3
     assert summary["n_utterances"] == 12 and summary["n_kept"] == sum(r["kept"] for r in rows.values())
+    scored = sum(r.get("wer") is not None for r in rows.values())  # the missing file has text but no WER
+    assert summary["n_scored"] == scored < summary["n_with_reference"]
+    assert f"on {scored} references" in format_summary(summary, labelled_run / "out")
 
 
 @pytest.mark.slow  # shares a ~30 s teacher run (12 utterances, one long-form)
@@ -231,8 +234,13 @@ def test_a_killed_run_resumes_to_the_same_output(eight_lines, uninterrupted):
     done = len(list((output_dir / "chunks").glob("chunk-*.json")))
     assert 1 <= done < 8 and not (output_dir / "summary.json").exists()
 
-    speechkd(*run_args(eight_lines, output_dir))
+    resumed = speechkd(*run_args(eight_lines, output_dir))
+    assert (
+        f"pseudo-label: resuming in {output_dir}: {done} utterances already labelled, {8 - done} to go"
+        in resumed.stderr
+    )
     same_outputs(output_dir, uninterrupted)
+    assert "resuming" not in speechkd(*run_args(eight_lines, eight_lines.parent / "fresh")).stderr
     again = speechkd(*run_args(eight_lines, output_dir), check=False)
     assert again.returncode == 2 and "--overwrite" in again.stderr
 

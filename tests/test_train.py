@@ -177,7 +177,7 @@ def run_inputs(tiny_en_dir, fotaq_dir, tmp_path_factory):
 def _config(root: Path, output: str, **overrides) -> DistillConfig:
     values = dict(
         teacher="bundled:tiny.en", student=str(root / "student"), train_manifest=str(root / "train.jsonl"),
-        output_dir=str(root / output), cache_dir=str(root / "cache"), batch_size=2, max_steps=4,
+        output_dir=str(root / output), encoder_cache_dir=str(root / "cache"), batch_size=2, max_steps=4,
         warmup_steps=1, save_steps=2, progress=False,
     )  # fmt: skip
     return DistillConfig(**(values | overrides))
@@ -193,7 +193,14 @@ def test_distill_writes_students_draft_metrics_and_plots(run_inputs, tiny_en_dir
     root = run_inputs
     args = ["distill", "--teacher", "bundled:tiny.en", "--student", str(root / "student")]
     args += ["--train-manifest", str(root / "train.jsonl"), "--eval-manifest", str(root / "dev.jsonl")]
-    args += ["--output-dir", str(root / "run"), "--cache-dir", str(root / "cache"), "--batch-size", "2"]
+    args += [
+        "--output-dir",
+        str(root / "run"),
+        "--encoder-cache-dir",
+        str(root / "cache"),
+        "--batch-size",
+        "2",
+    ]
     assert main([*args, "--max-steps", "4", "--eval-steps", "2", "--warmup-steps", "1", "--no-progress"]) == 0
     out = root / "run"
     for name in ("final", "best", "draft", "loss.png", "wer.png", "metrics.json", "eval_predictions.jsonl"):
@@ -267,7 +274,15 @@ def test_two_processes_under_accelerate_launch(run_inputs):
     command = [sys.executable, *launch.split()]
     command += ["distill", "--teacher", "bundled:tiny.en", "--student", str(root / "student")]
     command += ["--train-manifest", str(root / "train.jsonl"), "--output-dir", str(root / "ddp")]
-    command += ["--cache-dir", str(root / "cache"), "--batch-size", "1", "--max-steps", "2", "--no-progress"]
+    command += [
+        "--encoder-cache-dir",
+        str(root / "cache"),
+        "--batch-size",
+        "1",
+        "--max-steps",
+        "2",
+        "--no-progress",
+    ]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

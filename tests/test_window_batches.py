@@ -64,7 +64,7 @@ def window_run(tiny_en_dir, fotaq_dir, tmp_path_factory):
         teacher="bundled:tiny.en", student=str(root / "student"), train_manifest=str(root / "train.jsonl"),
         eval_manifest=str(root / "dev.jsonl"), freeze_encoder=False, batch_size=4, max_steps=6,
         warmup_steps=1, learning_rate=1e-4, save_steps=3, eval_steps=6, eval_at_start=False, progress=False,
-        cache_dir=str(root / "cache"),
+        encoder_cache_dir=str(root / "cache"),
     )  # fmt: skip
     summary = distill(DistillConfig(output_dir=str(root / "run"), **values))
     return root, values, summary, dev
@@ -140,7 +140,7 @@ def test_distill_reuses_the_teacher_encoder_output_that_pseudo_labelling_kept(
         "eval_manifest": None,
         "max_steps": 1,
     }
-    overrides |= {"cache_dir": str(tmp_path / "cache")}
+    overrides |= {"encoder_cache_dir": str(tmp_path / "cache")}
     summary = distill(DistillConfig(output_dir=str(tmp_path / "run"), **(values | overrides)))
     assert summary["steps"] == 1 and not summary["shared_encoder"]
     assert calls == []  # the teacher's 30 s encoder never ran: its output came from pseudo-labelling

@@ -112,8 +112,12 @@ def register(subparsers) -> None:
         "--teacher-topk", type=int, default=None, help="cache the teacher's top-k log-probs (0: off)"
     )
     cache.add_argument(
-        "--cache-dir", default=None, help="cache folder (OUTPUT_DIR/cache); shareable across runs"
+        "--encoder-cache-dir",
+        default=None,
+        help="encoder cache folder (OUTPUT_DIR/cache), shareable across runs and with `pseudo-label "
+        "--encoder-cache-dir`",
     )
+    cache.add_argument("--cache-dir", dest="cache_dir", default=None, help="deprecated: --encoder-cache-dir")
 
     run = parser.add_argument_group("evaluation, logging and checkpoints")
     run.add_argument("--eval-steps", type=int, default=None, help="evaluate every N steps (200)")

@@ -46,7 +46,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--encoder-cache-dir",
         default=None,
-        help="also keep the teacher's encoder output (float16) there: `distill --cache-dir` with the same "
+        help="also keep the teacher's encoder output (float16) there: `distill --encoder-cache-dir` with the same "
         "folder then skips its encoder pass for a student that kept the teacher's encoder",
     )
     data = parser.add_argument_group("--dataset columns")

@@ -43,6 +43,9 @@ class DistillConfig:
     """Everything `speechkd distill` does; defaults follow the Distil-Whisper recipe (README.md, "Distil")."""
 
     SECTION = "distill"
+    RENAMED = {
+        "cache_dir": "encoder_cache_dir"
+    }  # old key -> new: still read, with a warning, for one release
 
     teacher: str = ""
     student: str = ""
@@ -77,7 +80,9 @@ class DistillConfig:
     prompt_max_tokens: int = 224  # the prompt's length cap, <|startofprev|> included (Whisper: 224)
     encoder_cache: str = "disk"  # disk | memory | none
     teacher_topk: int = 0  # > 0: cache the teacher's top-k tempered log-probs; steps then skip the teacher
-    cache_dir: str | None = None  # default OUTPUT_DIR/cache; entries are keyed by audio and model weights
+    encoder_cache_dir: str | None = (
+        None  # default OUTPUT_DIR/cache; `pseudo-label --encoder-cache-dir` fills it
+    )
     eval_steps: int = 200
     # how the dev set is decoded (flat keys: eval_batch_size, eval_num_beams ...); language/task: the labels'
     eval_decoding: DecodingOptions = field(default_factory=DecodingOptions, metadata={"prefix": "eval_"})

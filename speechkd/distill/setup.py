@@ -133,7 +133,7 @@ class TrainingData:
 def prepare_data(config: DistillConfig, models: Models, accelerator) -> TrainingData:
     """Examples from the manifests; encoder (and teacher) caches filled once; unreadable audio dropped."""
     train, evaluation, report = _examples(config, models)
-    root = Path(config.cache_dir or Path(config.output_dir) / "cache")
+    root = Path(config.encoder_cache_dir or Path(config.output_dir) / "cache")
     cache = _open(config, encoder_cache_folder(root, *_encoder_parts(config, models)))
     rank, world = accelerator.process_index, accelerator.num_processes
     shard = slice(rank, None, world) if cache.folder is not None else slice(None)
