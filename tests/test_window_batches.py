@@ -39,6 +39,32 @@ def test_window_sampler_keeps_every_utterance_once_in_batches_of_one_window(worl
     assert epoch_batches(53, 4, 0, 7, 0, 1, windows) != epoch_batches(53, 4, 1, 7, 0, 1, windows)
 
 
+def test_an_epoch_without_batches_stops_the_run_instead_of_spinning():
+    from types import SimpleNamespace
+
+    from speechkd.config import ConfigError
+    from speechkd.distill.data import micro_batches
+
+    config = SimpleNamespace(batch_size=4, seed=0, num_workers=0)
+    with pytest.raises(ConfigError, match="no batches to train on"):
+        next(micro_batches(0, collator=None, config=config, start=(0, 0), rank=0, world=1))
+
+
+def test_a_negative_batch_size_fails_fast_below_the_config_too():
+    import subprocess
+    import sys
+
+    code = (
+        "from types import SimpleNamespace\n"
+        "from speechkd.distill.data import micro_batches\n"
+        "config = SimpleNamespace(batch_size=-3, seed=0, num_workers=0)\n"
+        "next(micro_batches(10, None, config, (0, 0), 0, 1))\n"
+    )
+    # the hang of issue 16 looped here forever: the timeout turns a regression into a failure, not a stuck CI
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "batch_size must be a positive integer, not -3" in result.stderr
+
+
 def test_length_grouped_batches_refuse_a_batch_size_below_one():
     with pytest.raises(ValueError, match="batch size must be a positive integer"):
         length_grouped_batches([1.0, 2.0], 0)
@@ -49,14 +75,16 @@ def test_length_grouped_batches_refuse_a_batch_size_below_one():
 
 @pytest.fixture(scope="module")
 def window_run(tiny_en_dir, fotaq_dir, tmp_path_factory):
-    """A tiny.en window student (its 4 decoder layers) trained 6 steps on 24 real train lines, batches of 4."""
+    """A tiny.en window student (its 4 decoder layers) trained 6 steps on 24 real train lines (8 of one word)."""
     root = tmp_path_factory.mktemp("window-batches")
     create_student(
         CreateStudentConfig(
             teacher=str(tiny_en_dir), output_dir=str(root / "student"), encoder_window="audio"
         )
     )
-    train = [r | {"teacher_text": r["text"]} for r in read_manifest(fotaq_dir / "train.jsonl")[:24]]
+    lines = read_manifest(fotaq_dir / "train.jsonl")
+    one_word = [r for r in lines if len(r["text"].split()) == 1][:8]  # so it learns to stop after one word
+    train = [r | {"teacher_text": r["text"]} for r in lines[:16] + one_word]
     write_manifest(root / "train.jsonl", train)
     dev = read_manifest(fotaq_dir / "dev.jsonl")[:16]
     write_manifest(root / "dev.jsonl", dev)
@@ -88,6 +116,18 @@ def test_window_student_transcripts_do_not_depend_on_batch_size_or_order(window_
     for position, i in enumerate(order):
         texts["shuffled"][i] = shuffled[position].text
     assert texts[1] == texts[4] == texts[16] == texts["shuffled"]
+
+
+@pytest.mark.slow
+def test_a_briefly_trained_window_student_says_one_word_lines_without_looping(window_run, fotaq_dev_records):
+    root = window_run[0]
+    model, processor = load_model(str(root / "run" / "final"), device="cpu")
+    lines = [r for r in fotaq_dev_records if len(r["text"].split()) == 1][:6]
+    results = decode_audios(
+        model, processor, [load_audio(r["audio"]) for r in lines], DecodingOptions(batch_size=6)
+    )
+    lengths = {r["text"]: len(result.text.split()) for r, result in zip(lines, results)}
+    assert all(1 <= n <= 3 for n in lengths.values()), lengths  # an untrained window student writes dozens
 
 
 @pytest.mark.slow

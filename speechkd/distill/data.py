@@ -325,6 +325,10 @@ def micro_batches(
     epoch, first = start
     while True:
         batches = epoch_batches(n_examples, config.batch_size, epoch, config.seed, rank, world, windows)
+        if not batches:  # never spin on epochs without work
+            raise ConfigError(
+                f"distill: no batches to train on ({n_examples} examples, batch size {config.batch_size})"
+            )
         collator.epoch = epoch
         loader = DataLoader(
             range(n_examples),
