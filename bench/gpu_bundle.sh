@@ -32,18 +32,22 @@ for f in teacher.iterdir():
     if f.name != "model.safetensors":
         shutil.copy(f, target / f.name)
 weights = {k: v.to(torch.float16).contiguous() for k, v in load_file(teacher / "model.safetensors").items()}
-names = sorted(weights)
-half = len(names) // 2
-save_file({k: weights[k] for k in names[:half]}, ".gpu/a/weights-1.safetensors")
-save_file({k: weights[k] for k in names[half:]}, ".gpu/b/weights-2.safetensors")
+names, total, first, size = sorted(weights), sum(v.numel() for v in weights.values()), [], 0
+for name in sorted(names, key=lambda k: -weights[k].numel()):  # part 1 (with wheels and audio): ~45 %
+    if size + weights[name].numel() <= 0.45 * total:
+        first.append(name)
+        size += weights[name].numel()
+save_file({k: weights[k] for k in first}, ".gpu/a/weights-1.safetensors")
+save_file({k: weights[k] for k in names if k not in first}, ".gpu/b/weights-2.safetensors")
 fotaq = speechkd_home() / "data" / "fotaq"
 prepare_corpus("fotaq", fotaq)
 out = Path(".gpu/a/home/data/fotaq")
 for split, count in (("train", n), ("dev", 128)):
     rows = read_manifest(fotaq / f"{split}.jsonl")[:count]
     for row in rows:
-        shutil.copy(row["audio"], out / "audio" / Path(row["audio"]).name)
-        row["audio"] = f"audio/{Path(row['audio']).name}"
+        copy = (out / "audio" / Path(row["audio"]).name).resolve()
+        shutil.copy(row["audio"], copy)
+        row["audio"] = str(copy)  # write_manifest stores it relative to the manifest's folder
     write_manifest(out / f"{split}.jsonl", rows)
 PY
 du -sh .gpu/a .gpu/b
