@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from speechkd.config import ConfigError, config_to_dict
-from speechkd.decoding import DecodingOptions, decode_short_form
+from speechkd.decoding import DecodingOptions, decode_short_form, length_grouped_batches, utterance_duration
 from speechkd.distill.config import RUN_DEFINING, DistillConfig, check_inputs
 from speechkd.distill.data import Batch, Collator, epoch_batches, load_clips, micro_batches
 from speechkd.distill.outputs import (
@@ -134,9 +134,12 @@ def evaluate(model, processor, examples, cache, options: DecodingOptions, state_
     """Normalised WER of MODEL on EXAMPLES through speechkd's decoding loop (cached encoder output if given)."""
     was_training = model.training
     model.eval()
-    rows, failed = [], 0
-    for start in range(0, len(examples), options.batch_size):
-        loaded, audios, errors = load_clips(examples[start : start + options.batch_size])
+    found, failed = {}, 0
+    durations = [utterance_duration({"audio": e.audio}) for e in examples]
+    # batches as `speechkd evaluate` forms them: similar lengths, one encoder window each (an audio-window
+    # student would otherwise decode a manifest-order batch window by window, in many small calls)
+    for batch in length_grouped_batches(durations, options.batch_size, model):
+        loaded, audios, errors = load_clips([examples[i] for i in batch])
         failed += len(errors)
         if not loaded:
             continue
@@ -144,8 +147,9 @@ def evaluate(model, processor, examples, cache, options: DecodingOptions, state_
         if cache is not None and state_name is not None:
             states = torch.stack([cache.get(e.key)[state_name] for e in loaded])
         results = decode_short_form(model, processor, audios, options, encoder_states=states)
-        rows += [{"id": e.id, "text": e.text, "hypothesis": r.text} for e, r in zip(loaded, results)]
+        found |= {e.id: {"id": e.id, "text": e.text, "hypothesis": r.text} for e, r in zip(loaded, results)}
     model.train(was_training)
+    rows = [found[e.id] for e in examples if e.id in found]  # manifest order
     texts = [r["text"] for r in rows]
     wer = normalised_word_errors(texts, [r["hypothesis"] for r in rows], options.language).wer
     return {"wer": wer, "n_utterances": len(rows), "n_failed": failed, "predictions": rows}
