@@ -53,6 +53,12 @@ class UtteranceCache:
             return self.memory[key]
         return torch.load(self.folder / f"{key}.pt", weights_only=True)
 
+    def duration(self, key: str) -> float:
+        """An entry's duration without reading its tensors (the file is memory-mapped, not loaded)."""
+        if self.folder is None:
+            return float(self.memory[key]["duration"])
+        return float(torch.load(self.folder / f"{key}.pt", weights_only=True, mmap=True)["duration"])
+
     def put(self, key: str, entry: dict) -> None:
         if self.folder is None:
             self.memory[key] = entry

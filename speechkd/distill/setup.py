@@ -151,7 +151,7 @@ def prepare_data(config: DistillConfig, models: Models, accelerator) -> Training
     evaluation = [e for e in evaluation if cache.failure(e.key) is None]
     if window_of(models.student) == "audio":  # the sampler batches by window, so it needs every duration
         for example in train:
-            example.duration = float(cache.get(example.key)["duration"])
+            example.duration = cache.duration(example.key)
     report |= {"audio_errors": len(failed), "train_examples": len(train), "eval_examples": len(evaluation)}
     if not train:
         raise ConfigError(f"{config.train_manifest}: no training utterance has readable audio")
